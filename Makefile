@@ -1,0 +1,41 @@
+# dpshare: one entry point per task. Every target creates the virtualenv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= smoke
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-slow reproduce lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Fast test suite (CPU, no network, a few minutes). CI runs this.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+## Slow tests: multiruns and larger end-to-end runs.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+## The main job on the embedded simulator; writes results/. SCALE=smoke|paper
+reproduce: $(STAMP)
+	$(PY) -m dpshare.reproduce scale=$(SCALE)
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff format src tests
+	$(PY) -m ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

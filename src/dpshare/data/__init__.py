@@ -1,0 +1,1 @@
+"""Datasets, splits, the reversible transformer and the LightningDataModule."""

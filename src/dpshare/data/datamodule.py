@@ -1,0 +1,120 @@
+"""The LightningDataModule every generator trains from.
+
+It owns the *encoded* real train split as tensors (no pandas in the training loop), the fitted
+reversible transformer and the label encoding. Every read of real records it makes is written to
+the run's :class:`~dpshare.privacy.PrivacyLedger`. It never holds the test split: evaluation gets
+that from :class:`~dpshare.data.base.DataSplits` directly, so the test records cannot reach a
+generator through this object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dpshare.data.base import TabularData
+from dpshare.data.transformer import OutputSpan, TabularTransformer
+from dpshare.privacy import PrivacyLedger
+
+
+class TabularDataModule(pl.LightningDataModule):
+    """Encoded train split (features ``x`` float32, label index ``y`` int64) for GAN training.
+
+    Args:
+        data: the dataset (schema, target, column kinds).
+        train: the real train split (released columns, index = record ids).
+        batch_size: records per training batch.
+        continuous_mode: ``standard`` or ``quantile`` scaling of continuous columns.
+        ledger: where the accesses to real records are recorded.
+        seed: seeds the shuffling of batches.
+    """
+
+    def __init__(
+        self,
+        data: TabularData,
+        train: pd.DataFrame,
+        *,
+        batch_size: int,
+        continuous_mode: str = "standard",
+        ledger: PrivacyLedger,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"method.batch_size must be >= 1, got {batch_size}")
+        if batch_size > len(train):
+            raise ValueError(
+                f"method.batch_size={batch_size} is larger than the real train split "
+                f"({len(train)} records); lower method.batch_size or use more data"
+            )
+        self.data = data
+        self.train_frame = train
+        self.batch_size = int(batch_size)
+        self.continuous_mode = continuous_mode
+        self.ledger = ledger
+        self.seed = seed
+        self._prepared = False
+
+    # ------------------------------------------------------------------ fitting on real records
+    def setup(self, stage: str | None = None) -> None:
+        if self._prepared:
+            return
+        features = self.train_frame[self.data.feature_columns]
+        self.transformer = TabularTransformer(continuous_mode=self.continuous_mode)
+        self.transformer.fit(features, self.data.column_kinds or None)
+        self.ledger.record_non_private(
+            module="transformer",
+            purpose="fit normalization statistics, clipping bounds and category sets",
+            records=len(features),
+            statistics=[f"{a.column}:{a.statistic}" for a in self.transformer.accesses],
+        )
+        labels = self.train_frame[self.data.target]
+        self.classes = np.unique(labels.to_numpy())
+        self.label_dtype = labels.dtype
+        y = np.searchsorted(self.classes, labels.to_numpy())
+        counts = np.bincount(y, minlength=len(self.classes))
+        self.class_prior = counts / counts.sum()
+        self.ledger.record_non_private(
+            module="label_distribution",
+            purpose="class frequencies used to sample the generator's label conditions",
+            records=len(labels),
+            n_classes=len(self.classes),
+        )
+        self.x_train = torch.from_numpy(self.transformer.transform(features))
+        self.y_train = torch.from_numpy(y.astype(np.int64))
+        self._prepared = True
+
+    # ------------------------------------------------------------------------------- accessors
+    @property
+    def output_spans(self) -> list[OutputSpan]:
+        return self.transformer.output_spans
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_frame)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            TensorDataset(self.x_train, self.y_train),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=generator,
+        )
+
+    # ------------------------------------------------------------------------------- decoding
+    def decode(self, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+        """Generator output (encoded features, label indices) -> table in the released schema."""
+        features = self.transformer.inverse_transform(x)
+        labels = pd.Series(self.classes[y]).astype(self.label_dtype)
+        features[self.data.target] = labels.to_numpy()
+        features[self.data.target] = features[self.data.target].astype(self.label_dtype)
+        return features[list(self.data.frame.columns)]

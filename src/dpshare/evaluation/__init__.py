@@ -1,0 +1,6 @@
+"""Evaluation: utility of released artifacts on the held-out real test split."""
+
+from dpshare.evaluation.metrics import METRICS, MetricInfo
+from dpshare.evaluation.utility import DOWNSTREAM_MODELS, evaluate_utility
+
+__all__ = ["DOWNSTREAM_MODELS", "METRICS", "MetricInfo", "evaluate_utility"]

@@ -1,0 +1,191 @@
+"""Downstream utility: train on synthetic, test on real (TSTR) and train on real, test on real
+(TRTR), with scikit-learn models, on the held-out real test split.
+
+Keys written (``<scheme>`` is ``tstr`` or ``trtr``; ``<model>`` a key of
+:data:`DOWNSTREAM_MODELS`): ``utility/<model>/<scheme>_<metric>`` for every model and
+``utility/<scheme>_<metric>`` for the configured primary model. Metric meanings are in
+:mod:`dpshare.evaluation.metrics`. No threshold tuning and no model selection touch the test
+split: models use fixed hyper-parameters and the default 0.5 decision threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from dpshare.registry import Registry
+
+DOWNSTREAM_MODELS: Registry[Callable[[int], Any]] = Registry("downstream model")
+DOWNSTREAM_MODELS.register("logistic_regression")(
+    lambda seed: LogisticRegression(max_iter=2000, random_state=seed)
+)
+DOWNSTREAM_MODELS.register("hist_gradient_boosting")(
+    lambda seed: HistGradientBoostingClassifier(random_state=seed)
+)
+
+_SHORT = {"logistic_regression": "logreg", "hist_gradient_boosting": "hgb"}
+
+
+def _numeric_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """Datetimes -> (ordinal day, hour, day of week); bools -> 0/1; others unchanged."""
+    out = {}
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[f"{col}__days"] = (s - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
+            out[f"{col}__hour"] = s.dt.hour + s.dt.minute / 60.0
+            out[f"{col}__dow"] = s.dt.day_of_week.astype("float64")
+        elif pd.api.types.is_bool_dtype(s):
+            out[col] = s.astype("float64")
+        else:
+            out[col] = s
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _preprocessor(frame: pd.DataFrame) -> ColumnTransformer:
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    categorical = [c for c in frame.columns if c not in numeric]
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="__missing__"),
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=5),
+                ),
+                categorical,
+            ),
+        ],
+        sparse_threshold=0.0,
+    )
+
+
+def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical/string columns as plain object arrays (uniform input for the encoders)."""
+    frame = frame.copy()
+    for c in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[c]):
+            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return frame
+
+
+def _scores(
+    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive_label: Any,
+    minority_label: Any,
+) -> dict[str, float]:
+    y_pred = classes[np.argmax(proba, axis=1)]
+    binary = len(classes) == 2
+    avg = "binary" if binary else "macro"
+    kwargs = {"pos_label": positive_label} if binary else {}
+    out = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision": precision_score(y_true, y_pred, average=avg, zero_division=0, **kwargs),
+        "recall": recall_score(y_true, y_pred, average=avg, zero_division=0, **kwargs),
+        "f1": f1_score(y_true, y_pred, average=avg, zero_division=0, **kwargs),
+        "minority_recall": recall_score(
+            y_true, y_pred, labels=[minority_label], average="macro", zero_division=0
+        ),
+    }
+    if binary:
+        pos_col = int(np.flatnonzero(classes == positive_label)[0])
+        out["auc"] = roc_auc_score(y_true == positive_label, proba[:, pos_col])
+    else:
+        out["auc"] = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _fit_and_score(
+    model_name: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    classes: np.ndarray,
+    positive_label: Any,
+    minority_label: Any,
+    seed: int,
+) -> dict[str, float] | None:
+    """Scores of one model trained on ``train``; None when ``train`` has a single class."""
+    y_train = train[target].to_numpy()
+    if len(np.unique(y_train)) < 2:
+        return None
+    x_train = _as_object(_numeric_view(train.drop(columns=[target])))
+    x_test = _as_object(_numeric_view(test.drop(columns=[target])))
+    pipe = Pipeline(
+        [("prep", _preprocessor(x_train)), ("model", DOWNSTREAM_MODELS.get(model_name)(seed))]
+    )
+    pipe.fit(x_train, y_train)
+    proba_known = pipe.predict_proba(x_test)
+    # classes the model never saw in training get probability 0
+    proba = np.zeros((len(test), len(classes)))
+    for j, c in enumerate(pipe.classes_):
+        proba[:, int(np.flatnonzero(classes == c)[0])] = proba_known[:, j]
+    return _scores(test[target].to_numpy(), proba, classes, positive_label, minority_label)
+
+
+def evaluate_utility(
+    *,
+    synthetic: pd.DataFrame,
+    real_train: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    positive_label: Any,
+    models: Sequence[str],
+    primary_model: str,
+    trtr: bool = True,
+    max_train_rows: int | None = None,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """TSTR (and TRTR) scores on ``real_test``. Returns flat ``utility/...`` keys.
+
+    A synthetic table with a single class cannot train a classifier: its TSTR scores are
+    ``None`` and ``utility/tstr_single_class`` is 1.
+    """
+    for name in models:
+        DOWNSTREAM_MODELS.get(name)  # unknown names fail before any fitting
+    if primary_model not in models:
+        raise ValueError(f"eval.primary_model={primary_model!r} is not in eval.models={list(models)}")
+    classes = np.unique(real_train[target].to_numpy())
+    counts = real_train[target].value_counts()
+    minority_label = counts.idxmin()
+
+    def cap(frame: pd.DataFrame) -> pd.DataFrame:
+        if max_train_rows is None or len(frame) <= max_train_rows:
+            return frame
+        return frame.sample(n=max_train_rows, random_state=seed)
+
+    tables = {"tstr": cap(synthetic)}
+    if trtr:
+        tables["trtr"] = cap(real_train)
+    out: dict[str, float | None] = {}
+    single_class = 0
+    for scheme, table in tables.items():
+        for name in models:
+            scores = _fit_and_score(
+                name, table, real_test, target, classes, positive_label, minority_label, seed
+            )
+            if scores is None:
+                single_class = 1
+            for metric in ("accuracy", "precision", "recall", "f1", "auc", "minority_recall"):
+                value = None if scores is None else scores[metric]
+                out[f"utility/{_SHORT.get(name, name)}/{scheme}_{metric}"] = value
+                if name == primary_model:
+                    out[f"utility/{scheme}_{metric}"] = value
+    out["utility/tstr_single_class"] = single_class
+    return out

@@ -1,0 +1,7 @@
+"""Methods (generators and, later, released models). Importing this package registers them all;
+a method whose import fails raises here instead of silently vanishing from the registry."""
+
+from dpshare.models import standard_gan  # noqa: F401  (registers "standard_gan")
+from dpshare.models.registry import METHODS
+
+__all__ = ["METHODS"]

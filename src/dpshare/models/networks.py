@@ -1,0 +1,103 @@
+"""Building blocks shared by the tabular GANs: a conditional generator with mixed-type output
+heads and an MLP discriminator.
+
+Every layer in the discriminator is one Opacus can compute per-sample gradients for (Linear,
+LeakyReLU, Dropout; no BatchNorm), so the same class serves the private methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dpshare.data.transformer import OutputSpan
+
+
+class _Residual(nn.Module):
+    """Linear -> BatchNorm -> ReLU, concatenated with its input (as in CTGAN, Xu et al. 2019)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.bn = nn.BatchNorm1d(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
+
+
+class ConditionalGenerator(nn.Module):
+    """Maps noise ``z`` and a condition vector to encoded rows.
+
+    The condition (one-hot label) is concatenated at the input and again before the output layer
+    (Deng 2026, Sec. 3.4: conditions at the input and an intermediate layer).
+
+    Args:
+        latent_dim: size of ``z``.
+        condition_dim: size of the condition vector (0 for an unconditional generator).
+        hidden_dims: widths of the residual blocks.
+        spans: output layout from the transformer; continuous spans get a linear head,
+            categorical spans a (Gumbel-)softmax head.
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int,
+        condition_dim: int,
+        hidden_dims: Sequence[int],
+        spans: Sequence[OutputSpan],
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.condition_dim = condition_dim
+        self.spans = list(spans)
+        self.output_dim = self.spans[-1].end if self.spans else 0
+        blocks: list[nn.Module] = []
+        dim = latent_dim + condition_dim
+        for width in hidden_dims:
+            blocks.append(_Residual(dim, width))
+            dim += width
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(dim + condition_dim, self.output_dim)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """Raw head outputs (continuous values and categorical logits), shape (n, output_dim)."""
+        h = z if condition is None else torch.cat([z, condition], dim=1)
+        h = self.body(h)
+        if condition is not None:
+            h = torch.cat([h, condition], dim=1)
+        return self.head(h)
+
+    def activate(self, raw: torch.Tensor, *, tau: float, hard: bool) -> torch.Tensor:
+        """Per-span activation: identity for continuous spans; Gumbel-softmax for categorical
+        spans (``hard=True`` returns one-hot samples, used when sampling synthetic rows)."""
+        parts = []
+        for span in self.spans:
+            block = raw[:, span.start : span.end]
+            if span.kind == "categorical":
+                block = F.gumbel_softmax(block, tau=tau, hard=hard, dim=1)
+            parts.append(block)
+        return torch.cat(parts, dim=1)
+
+
+class MLPDiscriminator(nn.Module):
+    """Scores (row, condition) pairs; higher = more likely real."""
+
+    def __init__(
+        self, *, input_dim: int, condition_dim: int, hidden_dims: Sequence[int], dropout: float
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        dim = input_dim + condition_dim
+        for width in hidden_dims:
+            layers += [nn.Linear(dim, width), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            dim = width
+        layers.append(nn.Linear(dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        h = x if condition is None else torch.cat([x, condition], dim=1)
+        return self.net(h).squeeze(1)

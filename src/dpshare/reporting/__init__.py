@@ -1,0 +1,1 @@
+"""Run records on disk (atomic writes) and the reports rebuilt from them."""

@@ -1,0 +1,129 @@
+"""Writing a run's self-describing record, atomically.
+
+Layout of a run directory (Hydra's output dir):
+
+- ``.hydra/config.yaml``: the resolved config (written by Hydra; by :func:`write_config` when
+  ``train`` is called directly).
+- ``run.json``: status, timings, versions, host, git commit.
+- ``privacy_ledger.json``: every access to real records.
+- ``synthetic.parquet`` (dtype-faithful) and ``synthetic.csv``; ``synthetic_schema.json``.
+- ``model.pt``: the released weights (generator).
+- ``csv/metrics.csv``: Lightning's per-step logs.
+- ``metrics.json``: flat ``namespace/name`` -> number; written LAST, so its presence marks a
+  complete record.
+
+Every file is written to a temporary name in the same directory and renamed into place, so a
+crash never leaves a half-written record behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+RUN_FILE = "run.json"
+LEDGER_FILE = "privacy_ledger.json"
+SYNTHETIC_FILE = "synthetic.parquet"
+SYNTHETIC_CSV = "synthetic.csv"
+SCHEMA_FILE = "synthetic_schema.json"
+MODEL_FILE = "model.pt"
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers as JSON numbers; NaN/inf (not valid JSON) as null / "inf" strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
+    return _atomic(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_table(frame: pd.DataFrame, run_dir: Path, *, csv: bool) -> dict[str, str]:
+    """The synthetic table as Parquet (keeps dtypes), optionally CSV, plus a dtype schema."""
+    run_dir = Path(run_dir)
+    _atomic(run_dir / SYNTHETIC_FILE, lambda tmp: frame.to_parquet(tmp, index=False))
+    if csv:
+        _atomic(run_dir / SYNTHETIC_CSV, lambda tmp: frame.to_csv(tmp, index=False))
+    schema = {c: str(t) for c, t in frame.dtypes.items()}
+    write_json(run_dir / SCHEMA_FILE, {"columns": list(frame.columns), "dtypes": schema})
+    return schema
+
+
+def write_torch(path: Path, state: Mapping[str, Any]) -> Path:
+    import torch
+
+    return _atomic(path, lambda tmp: torch.save(dict(state), tmp))
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    import pytorch_lightning
+    import sklearn
+    import torch
+
+    import dpshare
+
+    return {
+        "dpshare": dpshare.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
+        "scikit_learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+    }

@@ -1,0 +1,51 @@
+"""Registries fail with the list of valid names; the ledger never hides a non-private access."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dpshare.data.datasets import DATASETS
+from dpshare.models import METHODS
+from dpshare.privacy import PrivacyLedger
+from dpshare.registry import Registry, UnknownNameError
+
+
+def test_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(UnknownNameError, match="valid datasets: bank_sim"):
+        DATASETS.get("nonexistent")
+    with pytest.raises(UnknownNameError, match="standard_gan"):
+        METHODS.get("gan9000")
+
+
+def test_double_registration_is_an_error() -> None:
+    reg: Registry[int] = Registry("thing")
+    reg.register("a")(1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a")(2)
+
+
+def test_config_options_match_registered_names() -> None:
+    from conftest import CONF_DIR
+
+    assert sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml")) == DATASETS.names()
+    assert sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml")) == METHODS.names()
+
+
+def test_empty_ledger_is_private_with_zero_epsilon() -> None:
+    ledger = PrivacyLedger()
+    assert ledger.is_private
+    assert ledger.epsilon_spent() == 0.0
+
+
+def test_non_private_access_makes_epsilon_infinite() -> None:
+    ledger = PrivacyLedger()
+    entry = ledger.record_non_private(module="transformer", purpose="fit", records=10)
+    assert not ledger.is_private
+    assert math.isinf(ledger.epsilon_spent())
+    ledger.update_parameters(entry, steps=3)
+    record = ledger.to_dict()
+    assert record["epsilon_spent"] == "inf"
+    assert record["entries"][0]["parameters"] == {"steps": 3}
+    assert record["n_non_private_entries"] == 1

@@ -1,0 +1,85 @@
+"""TSTR/TRTR on cases with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dpshare.evaluation import evaluate_utility
+
+
+def _table(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    cat = rng.choice(["a", "b", "c"], size=n)
+    logits = 2.5 * x + (cat == "a") * 1.0 - 1.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logits))).astype(int)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "cat": pd.Categorical(cat),
+            "when": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 1e6, n), "s"),
+            "flag": rng.random(n) < 0.5,
+            "y": y,
+        }
+    )
+
+
+KW = dict(target="y", positive_label=1, models=["logistic_regression", "hist_gradient_boosting"],
+          primary_model="logistic_regression")
+
+
+def test_synthetic_equal_to_real_train_gives_tstr_equal_trtr() -> None:
+    train, test = _table(2000, 0), _table(1000, 1)
+    out = evaluate_utility(synthetic=train, real_train=train, real_test=test, **KW)
+    for metric in ("accuracy", "precision", "recall", "f1", "auc", "minority_recall"):
+        assert out[f"utility/tstr_{metric}"] == pytest.approx(out[f"utility/trtr_{metric}"])
+    # the signal is strong: logistic regression recovers it
+    assert out["utility/trtr_auc"] > 0.8
+    assert out["utility/tstr_single_class"] == 0
+
+
+def test_label_shuffled_synthetic_gives_chance_auc() -> None:
+    train, test = _table(4000, 0), _table(4000, 1)
+    noise = train.copy()
+    noise["y"] = np.random.default_rng(5).permutation(noise["y"].to_numpy())
+    out = evaluate_utility(synthetic=noise, real_train=train, real_test=test, **KW)
+    assert abs(out["utility/tstr_auc"] - 0.5) < 0.06
+    assert out["utility/trtr_auc"] > 0.8
+
+
+def test_single_class_synthetic_is_flagged_not_crashing() -> None:
+    train, test = _table(500, 0), _table(500, 1)
+    synthetic = train.assign(y=0)
+    out = evaluate_utility(synthetic=synthetic, real_train=train, real_test=test, **KW)
+    assert out["utility/tstr_auc"] is None
+    assert out["utility/tstr_single_class"] == 1
+    assert out["utility/trtr_auc"] is not None
+
+
+def test_known_confusion_counts() -> None:
+    """A perfectly separable problem gives accuracy, recall and AUC of 1."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.2).astype(int)  # minority positives, separated by a wide margin
+    frame = pd.DataFrame({"x": np.where(y == 1, 3.0, -3.0) + rng.uniform(-1, 1, 600), "y": y})
+    out = evaluate_utility(synthetic=frame, real_train=frame, real_test=frame,
+                           target="y", positive_label=1, models=["hist_gradient_boosting"],
+                           primary_model="hist_gradient_boosting")
+    assert out["utility/tstr_accuracy"] == 1.0
+    assert out["utility/tstr_recall"] == 1.0
+    assert out["utility/tstr_minority_recall"] == 1.0
+    assert out["utility/tstr_auc"] == 1.0
+
+
+def test_unknown_model_and_primary_errors() -> None:
+    train = _table(200, 0)
+    from dpshare.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="hist_gradient_boosting"):
+        evaluate_utility(synthetic=train, real_train=train, real_test=train, target="y",
+                         positive_label=1, models=["svm"], primary_model="svm")
+    with pytest.raises(ValueError, match="primary_model"):
+        evaluate_utility(synthetic=train, real_train=train, real_test=train, target="y",
+                         positive_label=1, models=["logistic_regression"],
+                         primary_model="hist_gradient_boosting")
