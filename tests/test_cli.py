@@ -40,8 +40,14 @@ def test_bad_value_fails_with_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_two_point_multirun(tmp_path: Path, launcher: str) -> None:
-    args = ["-m", *TINY, "scale.max_epochs=1", "seed=0,1", f"output_root={tmp_path}",
-            f"hydra/launcher={launcher}"]
+    args = [
+        "-m",
+        *TINY,
+        "scale.max_epochs=1",
+        "seed=0,1",
+        f"output_root={tmp_path}",
+        f"hydra/launcher={launcher}",
+    ]
     if launcher == "joblib":
         args.append("hydra.launcher.n_jobs=2")
     out = _run(args, tmp_path)

@@ -15,9 +15,7 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes_and_resolves(group: str, option: str) -> None:
     cfg = compose_config([f"{group}={option}"])
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -75,9 +73,11 @@ def test_misspelt_key_in_a_yaml_file_fails(tmp_path) -> None:
     text = (conf / "method" / "standard_gan.yaml").read_text()
     (conf / "method" / "standard_gan.yaml").write_text(text.replace("latent_dim:", "latnet_dim:"))
     register_configs()
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        with pytest.raises(ConfigCompositionException, match="latnet_dim"):
-            compose("config", overrides=["run_dir=x"])
+    with (
+        initialize_config_dir(config_dir=str(conf), version_base="1.3"),
+        pytest.raises(ConfigCompositionException, match="latnet_dim"),
+    ):
+        compose("config", overrides=["run_dir=x"])
 
 
 def test_scale_smoke_caps_records() -> None:

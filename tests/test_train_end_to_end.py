@@ -12,12 +12,26 @@ from dpshare.data.datasets import DATASETS
 from dpshare.train import train
 
 EXPECTED_KEYS = {
-    "utility/tstr_auc", "utility/trtr_auc", "utility/tstr_f1", "utility/trtr_f1",
-    "utility/tstr_accuracy", "utility/tstr_precision", "utility/tstr_recall",
-    "utility/tstr_minority_recall", "utility/trtr_minority_recall",
-    "utility/logreg/tstr_auc", "utility/hgb/tstr_auc", "utility/logreg/trtr_auc",
-    "runtime/fit_seconds", "runtime/total_seconds", "data/n_train", "data/n_test",
-    "data/n_synthetic", "privacy/is_dp", "privacy/epsilon_spent", "train/discriminator_steps",
+    "utility/tstr_auc",
+    "utility/trtr_auc",
+    "utility/tstr_f1",
+    "utility/trtr_f1",
+    "utility/tstr_accuracy",
+    "utility/tstr_precision",
+    "utility/tstr_recall",
+    "utility/tstr_minority_recall",
+    "utility/trtr_minority_recall",
+    "utility/logreg/tstr_auc",
+    "utility/hgb/tstr_auc",
+    "utility/logreg/trtr_auc",
+    "runtime/fit_seconds",
+    "runtime/total_seconds",
+    "data/n_train",
+    "data/n_test",
+    "data/n_synthetic",
+    "privacy/is_dp",
+    "privacy/epsilon_spent",
+    "train/discriminator_steps",
 }
 
 
@@ -34,8 +48,14 @@ def tiny_run(tmp_path_factory):
 def test_record_files_exist(tiny_run) -> None:
     _, run_dir, _ = tiny_run
     for name in (
-        ".hydra/config.yaml", "metrics.json", "run.json", "privacy_ledger.json",
-        "synthetic.parquet", "synthetic.csv", "synthetic_schema.json", "model.pt",
+        ".hydra/config.yaml",
+        "metrics.json",
+        "run.json",
+        "privacy_ledger.json",
+        "synthetic.parquet",
+        "synthetic.csv",
+        "synthetic_schema.json",
+        "model.pt",
         "csv/metrics.csv",
     ):
         assert (run_dir / name).is_file(), name
@@ -44,7 +64,7 @@ def test_record_files_exist(tiny_run) -> None:
 def test_metrics_keys_and_ranges(tiny_run) -> None:
     cfg, run_dir, metrics = tiny_run
     on_disk = json.loads((run_dir / "metrics.json").read_text())
-    assert EXPECTED_KEYS <= set(on_disk)
+    assert set(on_disk) >= EXPECTED_KEYS
     for key, value in on_disk.items():
         if key.startswith("utility/") and key != "utility/tstr_single_class":
             assert value is None or 0.0 <= value <= 1.0, key
@@ -62,7 +82,7 @@ def test_metrics_keys_and_ranges(tiny_run) -> None:
 def test_synthetic_has_the_simulator_schema(tiny_run) -> None:
     cfg, run_dir, _ = tiny_run
     synthetic = pd.read_parquet(run_dir / "synthetic.parquet")
-    real = DATASETS.get("bank_sim")(cfg.dataset, max_records=50).frame
+    real = DATASETS.get("bank_sim")(cfg.dataset, max_records=200).frame
     assert list(synthetic.columns) == list(real.columns)
     assert synthetic.dtypes.astype(str).to_dict() == real.dtypes.astype(str).to_dict()
     assert set(synthetic["is_high_risk"].unique()) <= {0, 1}

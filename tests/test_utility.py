@@ -26,8 +26,12 @@ def _table(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-KW = dict(target="y", positive_label=1, models=["logistic_regression", "hist_gradient_boosting"],
-          primary_model="logistic_regression")
+KW = dict(
+    target="y",
+    positive_label=1,
+    models=["logistic_regression", "hist_gradient_boosting"],
+    primary_model="logistic_regression",
+)
 
 
 def test_synthetic_equal_to_real_train_gives_tstr_equal_trtr() -> None:
@@ -63,9 +67,15 @@ def test_known_confusion_counts() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random(600) < 0.2).astype(int)  # minority positives, separated by a wide margin
     frame = pd.DataFrame({"x": np.where(y == 1, 3.0, -3.0) + rng.uniform(-1, 1, 600), "y": y})
-    out = evaluate_utility(synthetic=frame, real_train=frame, real_test=frame,
-                           target="y", positive_label=1, models=["hist_gradient_boosting"],
-                           primary_model="hist_gradient_boosting")
+    out = evaluate_utility(
+        synthetic=frame,
+        real_train=frame,
+        real_test=frame,
+        target="y",
+        positive_label=1,
+        models=["hist_gradient_boosting"],
+        primary_model="hist_gradient_boosting",
+    )
     assert out["utility/tstr_accuracy"] == 1.0
     assert out["utility/tstr_recall"] == 1.0
     assert out["utility/tstr_minority_recall"] == 1.0
@@ -77,9 +87,22 @@ def test_unknown_model_and_primary_errors() -> None:
     from dpshare.registry import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="hist_gradient_boosting"):
-        evaluate_utility(synthetic=train, real_train=train, real_test=train, target="y",
-                         positive_label=1, models=["svm"], primary_model="svm")
+        evaluate_utility(
+            synthetic=train,
+            real_train=train,
+            real_test=train,
+            target="y",
+            positive_label=1,
+            models=["svm"],
+            primary_model="svm",
+        )
     with pytest.raises(ValueError, match="primary_model"):
-        evaluate_utility(synthetic=train, real_train=train, real_test=train, target="y",
-                         positive_label=1, models=["logistic_regression"],
-                         primary_model="hist_gradient_boosting")
+        evaluate_utility(
+            synthetic=train,
+            real_train=train,
+            real_test=train,
+            target="y",
+            positive_label=1,
+            models=["logistic_regression"],
+            primary_model="hist_gradient_boosting",
+        )

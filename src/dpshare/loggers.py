@@ -7,6 +7,7 @@ in a ``finally`` so that multiruns never hang on an open W&B run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
 
 def log_summary(loggers: list[Logger], metrics: dict[str, Any]) -> None:
     """Final metrics to every logger (numbers only)."""
-    numeric = {
-        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v
-    }
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v}
     for logger in loggers:
         logger.log_metrics(numeric)
         logger.save()
@@ -49,10 +48,9 @@ def log_summary(loggers: list[Logger], metrics: dict[str, Any]) -> None:
 
 def finish_loggers(loggers: list[Logger], status: str = "success") -> None:
     for logger in loggers:
-        try:
+        # finishing a logger must never mask the run's own error
+        with contextlib.suppress(Exception):
             logger.finalize(status)
-        except Exception:  # noqa: BLE001 - finishing must never mask the real error
-            pass
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         import wandb
 

@@ -139,8 +139,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "data/n_synthetic": len(synthetic),
                 "data/n_features": len(data.feature_columns),
                 "data/encoded_dim": datamodule.transformer.output_dim,
-                "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
-                "data/positive_rate_synthetic": float((synthetic[target] == data.positive_label).mean()),
+                "data/positive_rate_train": float(
+                    (splits.train[target] == data.positive_label).mean()
+                ),
+                "data/positive_rate_synthetic": float(
+                    (synthetic[target] == data.positive_label).mean()
+                ),
                 "privacy/is_dp": int(ledger.is_private),
                 "privacy/epsilon_spent": epsilon,
                 "privacy/non_private_accesses": len(ledger.non_private_entries),

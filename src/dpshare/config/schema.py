@@ -1,6 +1,7 @@
 """Dataclass schemas for the Hydra config groups.
 
-Each YAML option in ``conf/<group>/`` starts its defaults list with ``/schema/<group>/<name>@_here_``,
+Each YAML option in ``conf/<group>/`` starts its defaults list with
+``/schema/<group>/<name>@_here_``,
 so OmegaConf validates it against the dataclass below: a misspelt key or a value of the wrong type
 fails at composition time with a message naming the key, not mid-run.
 
@@ -57,7 +58,8 @@ class BankSimConfig(DatasetConfig):
 @dataclass
 class StandardGANConfig:
     """A label-conditioned GAN with one discriminator (Goodfellow et al. 2014; Mirza & Osindero
-    2014), mixed-type outputs as in CTGAN (Xu et al. 2019). The Deng 2026 "standard GAN" baseline."""
+    2014), mixed-type outputs as in CTGAN (Xu et al. 2019): the Deng 2026 "standard GAN"
+    baseline."""
 
     name: str = "standard_gan"
     latent_dim: int = 64

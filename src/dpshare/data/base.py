@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from dpshare.errors import UserInputError
+
 
 @dataclass
 class TabularData:
@@ -46,23 +48,23 @@ class TabularData:
 
     def __post_init__(self) -> None:
         if self.target not in self.frame.columns:
-            raise ValueError(
+            raise UserInputError(
                 f"dataset {self.name!r}: target column {self.target!r} is not in the table; "
                 f"columns are {list(self.frame.columns)}"
             )
         if self.frame[self.target].isna().any():
-            raise ValueError(
+            raise UserInputError(
                 f"dataset {self.name!r}: target column {self.target!r} has missing values; "
                 "drop or impute those rows first"
             )
         n_classes = self.frame[self.target].nunique()
         if n_classes < 2:
-            raise ValueError(
+            raise UserInputError(
                 f"dataset {self.name!r}: target column {self.target!r} has a single class; "
                 "a prediction task needs at least two"
             )
         if self.group_ids is not None and len(self.group_ids) != len(self.frame):
-            raise ValueError("group_ids must have one entry per record")
+            raise UserInputError("group_ids must have one entry per record")
 
     @property
     def feature_columns(self) -> list[str]:
@@ -73,7 +75,7 @@ class TabularData:
         return self.frame.index.to_numpy()
 
     def subsample(self, max_records: int | None, *, seed: int) -> TabularData:
-        """A stratified random subset of at most ``max_records`` records (same object if smaller)."""
+        """A stratified random subset of at most ``max_records`` records (self if smaller)."""
         if max_records is None or len(self.frame) <= max_records:
             return self
         positions = np.arange(len(self.frame))
@@ -110,7 +112,11 @@ class DataSplits:
     test: pd.DataFrame
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
 
 
 def split_records(
@@ -124,9 +130,9 @@ def split_records(
     """Seeded record-level split; stratified by the target when ``stratify``."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
-            raise ValueError(f"dataset.{name} must be in (0, 1), got {value}")
+            raise UserInputError(f"dataset.{name} must be in (0, 1), got {value}")
     if val_fraction + test_fraction >= 0.9:
-        raise ValueError(
+        raise UserInputError(
             f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction:.2f} "
             "leaves less than 10% of the records for training; lower them"
         )
@@ -142,4 +148,6 @@ def split_records(
         random_state=split_seed + 1,
         stratify=rest_labels,
     )
-    return DataSplits(train=train.sort_index(), validation=validation.sort_index(), test=test.sort_index())
+    return DataSplits(
+        train=train.sort_index(), validation=validation.sort_index(), test=test.sort_index()
+    )

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpshare.data.base import TabularData
 from dpshare.data.transformer import OutputSpan, TabularTransformer
+from dpshare.errors import UserInputError
 from dpshare.privacy import PrivacyLedger
 
 
@@ -44,9 +45,9 @@ class TabularDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"method.batch_size must be >= 1, got {batch_size}")
+            raise UserInputError(f"method.batch_size must be >= 1, got {batch_size}")
         if batch_size > len(train):
-            raise ValueError(
+            raise UserInputError(
                 f"method.batch_size={batch_size} is larger than the real train split "
                 f"({len(train)} records); lower method.batch_size or use more data"
             )

@@ -29,6 +29,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from dpshare.errors import UserInputError
 from dpshare.registry import Registry
 
 DOWNSTREAM_MODELS: Registry[Callable[[int], Any]] = Registry("downstream model")
@@ -87,7 +88,10 @@ def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scores(
-    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive_label: Any,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    positive_label: Any,
     minority_label: Any,
 ) -> dict[str, float]:
     y_pred = classes[np.argmax(proba, axis=1)]
@@ -160,7 +164,9 @@ def evaluate_utility(
     for name in models:
         DOWNSTREAM_MODELS.get(name)  # unknown names fail before any fitting
     if primary_model not in models:
-        raise ValueError(f"eval.primary_model={primary_model!r} is not in eval.models={list(models)}")
+        raise UserInputError(
+            f"eval.primary_model={primary_model!r} is not in eval.models={list(models)}"
+        )
     classes = np.unique(real_train[target].to_numpy())
     counts = real_train[target].value_counts()
     minority_label = counts.idxmin()

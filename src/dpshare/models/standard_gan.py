@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.transformer import OutputSpan
+from dpshare.errors import UserInputError
 from dpshare.models.base import SyntheticDataMethod
 from dpshare.models.networks import ConditionalGenerator, MLPDiscriminator
 from dpshare.models.registry import METHODS
@@ -50,7 +51,9 @@ class ConditionalGAN(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         if discriminator_steps < 1:
-            raise ValueError(f"method.discriminator_steps must be >= 1, got {discriminator_steps}")
+            raise UserInputError(
+                f"method.discriminator_steps must be >= 1, got {discriminator_steps}"
+            )
         self.n_classes = len(class_prior)
         self.condition_dim = self.n_classes if condition_on_label else 0
         self.latent_dim = latent_dim
@@ -199,7 +202,7 @@ class StandardGAN(SyntheticDataMethod):
         """``n`` synthetic rows in the released schema. ``class_mix`` maps class values to shares
         (normalised); by default labels follow the train split's class distribution."""
         if n < 1:
-            raise ValueError(f"number of synthetic rows must be >= 1, got {n}")
+            raise UserInputError(f"number of synthetic rows must be >= 1, got {n}")
         module = self.module
         module.eval()
         probs = None
@@ -223,8 +226,14 @@ def _class_mix_to_probs(class_mix: Mapping[Any, float], classes: np.ndarray) -> 
     known = {c.item() if hasattr(c, "item") else c for c in classes}
     unknown = [k for k in class_mix if k not in known]
     if unknown:
-        raise ValueError(f"class_mix names unknown classes {unknown}; classes are {sorted(known)}")
-    shares = np.array([float(class_mix.get(c.item() if hasattr(c, "item") else c, 0.0)) for c in classes])
+        raise UserInputError(
+            f"class_mix names unknown classes {unknown}; classes are {sorted(known)}"
+        )
+    shares = np.array(
+        [float(class_mix.get(c.item() if hasattr(c, "item") else c, 0.0)) for c in classes]
+    )
     if (shares < 0).any() or shares.sum() <= 0:
-        raise ValueError(f"class_mix shares must be >= 0 and not all zero, got {dict(class_mix)}")
+        raise UserInputError(
+            f"class_mix shares must be >= 0 and not all zero, got {dict(class_mix)}"
+        )
     return torch.as_tensor(shares / shares.sum(), dtype=torch.float32)

@@ -1,0 +1,473 @@
+"""The reversible tabular transformer: round trips, dtypes, spans, generator output, errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dpshare.data.transformer import (
+    OutputSpan,
+    StatisticAccess,
+    TabularTransformer,
+    infer_column_kinds,
+)
+
+N_ROWS = 2_000
+CAT_ORDER = ["low", "mid", "high"]  # deliberately not alphabetical
+
+
+def make_mixed_frame(n: int = N_ROWS, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    f = rng.normal(50.0, 10.0, n)
+    f[rng.random(n) < 0.05] = np.nan
+    nullable = pd.array(rng.integers(0, 40, n), dtype="Int64")
+    nullable[rng.random(n) < 0.05] = pd.NA
+    cat = pd.Categorical(rng.choice(CAT_ORDER, n), categories=CAT_ORDER)
+    cat[[3, 10]] = np.nan
+    obj = pd.Series(rng.choice(["x", "y", "z"], n).astype(object), dtype=object)
+    obj[[5, 6]] = None
+    strings = pd.Series(rng.choice(["p", "q", "r"], n), dtype="str")
+    strings[[7, 8]] = None
+    seconds = rng.integers(0, 3 * 365 * 86_400, n)
+    dt = pd.Series(pd.Timestamp("2021-01-01") + pd.to_timedelta(seconds, unit="s"))
+    dt = dt.astype("datetime64[ns]")
+    dt[[1, 2]] = pd.NaT
+    return pd.DataFrame(
+        {
+            "f": f,
+            "i": rng.integers(-500, 500, n),
+            "I": nullable,
+            "b": rng.random(n) < 0.3,
+            "cat": cat,
+            "obj": obj,
+            "s": strings,
+            "dt": dt,
+            "const": np.full(n, 3.25),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return make_mixed_frame()
+
+
+@pytest.fixture(scope="module")
+def exact(frame: pd.DataFrame) -> TabularTransformer:
+    return TabularTransformer(clip_quantiles=None).fit(frame)
+
+
+def test_fixture_has_the_intended_dtypes(frame: pd.DataFrame) -> None:
+    assert [str(d) for d in frame.dtypes] == [
+        "float64",
+        "int64",
+        "Int64",
+        "bool",
+        "category",
+        "object",
+        "str",
+        "datetime64[ns]",
+        "float64",
+    ]
+
+
+def test_infer_column_kinds(frame: pd.DataFrame) -> None:
+    assert infer_column_kinds(frame) == {
+        "f": "continuous",
+        "i": "continuous",
+        "I": "continuous",
+        "b": "categorical",
+        "cat": "categorical",
+        "obj": "categorical",
+        "s": "categorical",
+        "dt": "datetime",
+        "const": "continuous",
+    }
+
+
+def _assert_round_trip(
+    original: pd.DataFrame, back: pd.DataFrame, float_atol: float, float_cols: list[str]
+) -> None:
+    assert list(back.columns) == list(original.columns)
+    assert back.dtypes.equals(original.dtypes)
+    assert back.index.equals(pd.RangeIndex(len(original)))
+    for col in original.columns:
+        if col in float_cols:
+            assert back[col].isna().equals(original[col].isna()), col
+            np.testing.assert_allclose(
+                back[col].to_numpy(), original[col].to_numpy(), atol=float_atol, rtol=0, err_msg=col
+            )
+        elif col == "dt":
+            assert back[col].isna().equals(original[col].isna())
+            diff = (back[col] - original[col]).abs().max()
+            assert diff <= pd.Timedelta(seconds=1)
+        else:
+            pd.testing.assert_series_equal(back[col], original[col], check_exact=True)
+
+
+def test_round_trip_exact_standard(frame: pd.DataFrame, exact: TabularTransformer) -> None:
+    encoded = exact.transform(frame)
+    assert encoded.dtype == np.float32
+    assert encoded.shape == (N_ROWS, exact.output_dim)
+    back = exact.inverse_transform(encoded)
+    _assert_round_trip(frame, back, float_atol=1e-4, float_cols=["f", "const"])
+    # Constant column: decoded exactly, encoded as zeros (std 0 -> 1, centred on the mean).
+    assert (back["const"] == 3.25).all()
+    # Object nulls keep their kind (None), the str column its NaN marker.
+    assert back["obj"][5] is None
+    assert back["s"].isna().sum() == 2
+
+
+def test_round_trip_quantile_mode(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer(continuous_mode="quantile", clip_quantiles=None).fit(frame)
+    back = tt.inverse_transform(tt.transform(frame))
+    _assert_round_trip(frame, back, float_atol=1e-2, float_cols=["f", "const"])
+    encoded = tt.transform(frame)
+    # The quantile-transformed column is roughly standard normal.
+    f_col = encoded[~frame["f"].isna().to_numpy(), 0]
+    assert abs(float(f_col.mean())) < 0.05
+    assert abs(float(f_col.std()) - 1.0) < 0.1
+
+
+def test_standard_mode_scales_to_zero_mean_unit_std(
+    frame: pd.DataFrame, exact: TabularTransformer
+) -> None:
+    encoded = exact.transform(frame)
+    i_span = next(s for s in exact.output_spans if s.column == "i")
+    col = encoded[:, i_span.start].astype(np.float64)
+    assert abs(col.mean()) < 1e-5
+    assert abs(col.std() - 1.0) < 1e-5
+    const_span = next(s for s in exact.output_spans if s.column == "const")
+    assert np.all(encoded[:, const_span.start] == 0.0)
+
+
+def test_clipping_to_quantiles(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer(clip_quantiles=(0.05, 0.95)).fit(frame)
+    back = tt.inverse_transform(tt.transform(frame))
+    observed = frame["f"].dropna().to_numpy()
+    low, high = np.quantile(observed, [0.05, 0.95])
+    expected = np.clip(frame["f"].to_numpy(), low, high)
+    np.testing.assert_allclose(back["f"].to_numpy(), expected, atol=1e-4, rtol=0)
+    outside = (frame["f"] < low) | (frame["f"] > high)
+    assert outside.sum() > 100  # clipping really happened
+    assert back["f"].min() == pytest.approx(low, abs=1e-4)
+    assert back["f"].max() == pytest.approx(high, abs=1e-4)
+    i_low, i_high = np.quantile(frame["i"].to_numpy(), [0.05, 0.95])
+    assert back["i"].min() == round(i_low)
+    assert back["i"].max() == round(i_high)
+    assert back.dtypes.equals(frame.dtypes)
+
+
+def test_output_spans(exact: TabularTransformer) -> None:
+    spans = exact.output_spans
+    assert spans[0].start == 0
+    assert spans[-1].end == exact.output_dim
+    for before, after in zip(spans, spans[1:], strict=False):
+        assert before.end == after.start
+    assert all(s.width >= 1 for s in spans)
+    layout = [(s.column, s.kind, s.width, s.source_column) for s in spans]
+    assert layout == [
+        ("f", "continuous", 1, "f"),
+        ("f__missing", "categorical", 2, "f"),
+        ("i", "continuous", 1, "i"),
+        ("I", "continuous", 1, "I"),
+        ("I__missing", "categorical", 2, "I"),
+        ("b", "categorical", 2, "b"),
+        ("cat", "categorical", 4, "cat"),  # 3 categories + missing
+        ("obj", "categorical", 4, "obj"),
+        ("s", "categorical", 4, "s"),
+        ("dt__ordinal", "continuous", 1, "dt"),
+        ("dt__hour_sin", "continuous", 1, "dt"),
+        ("dt__hour_cos", "continuous", 1, "dt"),
+        ("dt__dow_sin", "continuous", 1, "dt"),
+        ("dt__dow_cos", "continuous", 1, "dt"),
+        ("dt__missing", "categorical", 2, "dt"),
+        ("const", "continuous", 1, "const"),
+    ]
+    assert exact.output_dim == 29
+    assert exact.columns == ["f", "i", "I", "b", "cat", "obj", "s", "dt", "const"]
+    missing_spans = {s.source_column for s in spans if s.column.endswith("__missing")}
+    assert missing_spans == {"f", "I", "dt"}
+
+
+def test_one_hot_encoding_values(frame: pd.DataFrame, exact: TabularTransformer) -> None:
+    encoded = exact.transform(frame)
+    spans = {s.column: s for s in exact.output_spans}
+    cat = encoded[:, spans["cat"].start : spans["cat"].end]
+    assert np.all(cat.sum(axis=1) == 1.0)
+    # Dtype order low, mid, high, then the missing slot.
+    expected = frame["cat"].cat.codes.to_numpy().copy()
+    expected[expected == -1] = 3
+    np.testing.assert_array_equal(cat.argmax(axis=1), expected)
+    obj = encoded[:, spans["obj"].start : spans["obj"].end]
+    assert obj[0].tolist() == [float(frame["obj"][0] == v) for v in ["x", "y", "z"]] + [0.0]
+    assert obj[5].tolist() == [0.0, 0.0, 0.0, 1.0]
+    f_missing = encoded[:, spans["f__missing"].start : spans["f__missing"].end]
+    np.testing.assert_array_equal(f_missing[:, 1], frame["f"].isna().to_numpy().astype(np.float32))
+
+
+def test_datetime_angles() -> None:
+    df = pd.DataFrame(
+        {"t": pd.to_datetime(["2024-01-01 06:00:00", "2024-01-06 18:00:00", "2024-01-03 00:00:00"])}
+    )
+    tt = TabularTransformer().fit(df)
+    enc = tt.transform(df)
+    # 2024-01-01 is a Monday (day 0), 06:00 is a quarter turn.
+    np.testing.assert_allclose(enc[0, 1:5], [1.0, 0.0, 0.0, 1.0], atol=1e-6)
+    # 2024-01-06 is a Saturday (day 5), 18:00 is three quarters of a turn.
+    np.testing.assert_allclose(
+        enc[1, 1:5], [-1.0, 0.0, np.sin(2 * np.pi * 5 / 7), np.cos(2 * np.pi * 5 / 7)], atol=1e-6
+    )
+    back = tt.inverse_transform(enc)
+    pd.testing.assert_frame_equal(back, df)
+    assert str(back["t"].dtype) == str(df["t"].dtype)
+
+
+def _generator_like(tt: TabularTransformer, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, tt.output_dim), dtype=np.float32)
+    for span in tt.output_spans:
+        if span.kind == "continuous":
+            out[:, span.start : span.end] = rng.normal(0.0, 2.0, (n, span.width))
+        else:
+            out[:, span.start : span.end] = rng.normal(0.0, 3.0, (n, span.width))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["standard", "quantile"])
+def test_inverse_of_generator_output(frame: pd.DataFrame, mode: str) -> None:
+    tt = TabularTransformer(continuous_mode=mode).fit(frame)
+    fake = tt.inverse_transform(_generator_like(tt, 5_000, seed=3))
+    assert list(fake.columns) == list(frame.columns)
+    assert fake.dtypes.equals(frame.dtypes)
+    assert len(fake) == 5_000
+    # No missing values where the fit data had none.
+    for col in ["i", "b", "const"]:
+        assert not fake[col].isna().any(), col
+    # Missing values appear where the fit data had them (random logits pick them sometimes).
+    for col in ["f", "I", "cat", "obj", "s", "dt"]:
+        assert fake[col].isna().any(), col
+    # Values stay in the fitted ranges / category sets.
+    low, high = np.quantile(frame["f"].dropna(), [0.005, 0.995])
+    assert fake["f"].min() >= low - 1e-9 and fake["f"].max() <= high + 1e-9
+    assert set(fake["obj"].dropna()) <= {"x", "y", "z"}
+    assert set(fake["s"].dropna()) <= {"p", "q", "r"}
+    assert list(fake["cat"].cat.categories) == CAT_ORDER
+    assert fake["dt"].min() >= frame["dt"].min()
+    assert fake["dt"].max() <= frame["dt"].max()
+    assert (fake["const"] == 3.25).all()
+    # Datetimes are decoded to whole seconds.
+    assert (fake["dt"].dropna().dt.microsecond == 0).all()
+    # The argmax of the logits decides the category.
+    span = next(s for s in tt.output_spans if s.column == "b")
+    raw = _generator_like(tt, 5_000, seed=3)[:, span.start : span.end]
+    np.testing.assert_array_equal(fake["b"].to_numpy(), raw.argmax(axis=1) == 1)
+
+
+def test_more_dtypes_round_trip() -> None:
+    rng = np.random.default_rng(11)
+    n = 600
+    df = pd.DataFrame(
+        {
+            "f32": rng.normal(size=n).astype("float32"),
+            "i32": rng.integers(0, 10_000, n).astype("int32"),
+            "u8": rng.integers(0, 256, n).astype("uint8"),
+            "code": rng.integers(1, 6, n),  # declared categorical below
+            "nb": pd.array(rng.choice([True, False, None], n), dtype="boolean"),
+            "F": pd.array(rng.normal(size=n), dtype="Float64"),
+            "us": pd.Series(pd.date_range("1800-01-01", "2200-01-01", periods=n)).astype(
+                "datetime64[us]"
+            ),
+            "sec": pd.Series(pd.date_range("2000-01-01", periods=n, freq="37min")).astype(
+                "datetime64[s]"
+            ),
+        }
+    )
+    df.loc[3, "F"] = pd.NA
+    tt = TabularTransformer(clip_quantiles=None).fit(df, column_kinds={"code": "categorical"})
+    assert next(s for s in tt.output_spans if s.column == "code").width == 5
+    back = tt.inverse_transform(tt.transform(df))
+    assert back.dtypes.equals(df.dtypes)
+    for col in ["i32", "u8", "code", "nb", "sec"]:
+        pd.testing.assert_series_equal(back[col], df[col], check_exact=True)
+    np.testing.assert_allclose(back["f32"], df["f32"], atol=1e-5)
+    assert back["F"].isna().equals(df["F"].isna())
+    np.testing.assert_allclose(
+        back["F"].dropna().to_numpy(float), df["F"].dropna().to_numpy(float), atol=1e-5
+    )
+    assert (back["us"] - df["us"]).abs().max() <= pd.Timedelta(seconds=1)
+
+
+def test_unseen_category_and_unexpected_missing(
+    frame: pd.DataFrame, exact: TabularTransformer
+) -> None:
+    new = frame.head(4).copy()
+    new["obj"] = pd.Series(["never-seen", "x", None, "y"], dtype=object)
+    new["b"] = [True, False, True, False]
+    new["i"] = new["i"].astype("float64")
+    new.loc[0, "i"] = np.nan  # "i" had no missing values in fit: imputed with the median
+    new["extra"] = 1  # extra columns are ignored
+    encoded = exact.transform(new)
+    spans = {s.column: s for s in exact.output_spans}
+    obj = encoded[:, spans["obj"].start : spans["obj"].end]
+    assert obj[0].tolist() == [0.0, 0.0, 0.0, 0.0]  # unseen -> all zeros
+    assert obj[2].tolist() == [0.0, 0.0, 0.0, 1.0]  # missing slot
+    back = exact.inverse_transform(encoded)
+    assert back["obj"][0] == "x"  # all zeros decodes to the first category
+    assert back["obj"][2] is None
+    assert abs(back["i"][0] - float(np.median(frame["i"]))) <= 0.5
+    assert list(back.columns) == list(frame.columns)
+
+
+def test_unseen_category_in_categorical_dtype(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer().fit(frame[["cat"]])
+    other = pd.DataFrame({"cat": pd.Categorical(["mid", "extreme"])})
+    encoded = tt.transform(other)
+    np.testing.assert_array_equal(encoded, [[0, 1, 0, 0], [0, 0, 0, 0]])
+
+
+def test_accesses_list_every_column(frame: pd.DataFrame, exact: TabularTransformer) -> None:
+    accesses = exact.accesses
+    assert all(isinstance(a, StatisticAccess) for a in accesses)
+    assert {a.column for a in accesses} == set(frame.columns)
+    by_column: dict[str, set[str]] = {}
+    for a in accesses:
+        by_column.setdefault(a.column, set()).add(a.statistic)
+    assert by_column["f"] == {"missing_rate", "min_max", "median", "mean", "std"}
+    assert by_column["cat"] == {"missing_rate", "category_set"}
+    assert by_column["dt"] == {"missing_rate", "datetime_range", "mean", "std", "median"}
+    clipped = TabularTransformer(continuous_mode="quantile").fit(frame)
+    stats_f = [a.statistic for a in clipped.accesses if a.column == "f"]
+    assert stats_f == ["missing_rate", "quantiles", "median", "quantiles"]
+    # Details name the statistic, never its value.
+    mean_f = str(round(float(frame["f"].mean()), 2))
+    assert all(mean_f not in a.detail for a in accesses)
+
+
+def test_describe(exact: TabularTransformer) -> None:
+    rows = exact.describe()
+    assert [r["name"] for r in rows] == exact.columns
+    assert sum(r["width"] for r in rows) == exact.output_dim
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["I"]["dtype"] == "Int64"
+    assert by_name["I"]["kind"] == "continuous"
+    assert by_name["dt"]["width"] == 7
+    assert by_name["cat"]["encoding"] == "one-hot over 3 categories + missing category"
+    assert set(rows[0]) >= {"name", "kind", "dtype", "encoding", "width"}
+
+
+def test_refit_resets_state(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer().fit(frame)
+    tt.fit(frame[["i", "b"]])
+    assert tt.columns == ["i", "b"]
+    assert tt.output_dim == 3
+    assert {a.column for a in tt.accesses} == {"i", "b"}
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_error_empty_frame() -> None:
+    with pytest.raises(ValueError, match="empty frame"):
+        TabularTransformer().fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="empty frame"):
+        TabularTransformer().fit(pd.DataFrame({"a": pd.Series([], dtype=float)}))
+
+
+def test_error_unknown_column_in_kinds(frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match=r"columns not in the frame: \['nope'\]"):
+        TabularTransformer().fit(frame, column_kinds={"nope": "continuous"})
+    with pytest.raises(ValueError, match="unknown column kinds"):
+        TabularTransformer().fit(frame, column_kinds={"i": "ordinal"})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([np.nan] * 5),
+        pd.Series([None] * 5, dtype=object),
+        pd.Series([pd.NaT] * 5, dtype="datetime64[ns]"),
+        pd.Series(pd.array([pd.NA] * 5, dtype="Int64")),
+    ],
+)
+def test_error_all_missing_column(column: pd.Series) -> None:
+    df = pd.DataFrame({"ok": np.arange(5.0), "hollow": column})
+    with pytest.raises(ValueError, match=r"column 'hollow' is entirely missing.*drop it"):
+        TabularTransformer().fit(df)
+
+
+def test_error_before_fit() -> None:
+    tt = TabularTransformer()
+    with pytest.raises(ValueError, match="transform called before fit"):
+        tt.transform(pd.DataFrame({"a": [1.0]}))
+    with pytest.raises(ValueError, match="inverse_transform called before fit"):
+        tt.inverse_transform(np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="before fit"):
+        _ = tt.output_dim
+
+
+def test_error_inverse_wrong_width(exact: TabularTransformer) -> None:
+    with pytest.raises(ValueError, match="expected 29 columns, got 28"):
+        exact.inverse_transform(np.zeros((4, 28), dtype=np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        exact.inverse_transform(np.zeros(29))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_error_inverse_non_finite(exact: TabularTransformer, bad: float) -> None:
+    data = np.zeros((3, exact.output_dim), dtype=np.float32)
+    data[1, 4] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        exact.inverse_transform(data)
+
+
+def test_error_transform_missing_columns(frame: pd.DataFrame, exact: TabularTransformer) -> None:
+    with pytest.raises(ValueError, match=r"missing fitted columns: \['cat', 'dt'\]"):
+        exact.transform(frame.drop(columns=["dt", "cat"]))
+
+
+def test_error_too_many_categories() -> None:
+    df = pd.DataFrame({"code": [f"c{i}" for i in range(12)]})
+    with pytest.raises(ValueError, match=r"'code' has 12 distinct.*declare it continuous"):
+        TabularTransformer(max_categories=10).fit(df)
+    TabularTransformer(max_categories=12).fit(df)  # raising the limit works
+
+
+def test_error_tz_aware_datetime() -> None:
+    df = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC")})
+    with pytest.raises(ValueError, match="'t' is timezone-aware"):
+        TabularTransformer().fit(df)
+
+
+def test_error_non_numeric_declared_continuous(frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="'s' is declared continuous"):
+        TabularTransformer().fit(frame, column_kinds={"s": "continuous"})
+
+
+def test_error_infinite_in_fit() -> None:
+    with pytest.raises(ValueError, match="'x' contains infinite values"):
+        TabularTransformer().fit(pd.DataFrame({"x": [1.0, np.inf, 2.0]}))
+
+
+def test_spans_are_output_span_instances(exact: TabularTransformer) -> None:
+    span = exact.output_spans[1]
+    assert isinstance(span, OutputSpan)
+    assert span == OutputSpan("f__missing", "categorical", 1, 3, "f")
+    assert OutputSpan("a", "continuous", 0, 1).source_column == "a"
+
+
+def test_speed_100k_rows_15_columns() -> None:
+    base = make_mixed_frame(n=10_000, seed=1)
+    big = pd.concat([base] * 10, ignore_index=True)
+    extra = big[["f", "i", "I", "b", "cat", "obj"]].add_suffix("_2")
+    big = pd.concat([big, extra], axis=1)
+    assert big.shape == (100_000, 15)
+    start = time.perf_counter()
+    tt = TabularTransformer(continuous_mode="quantile").fit(big)
+    back = tt.inverse_transform(tt.transform(big))
+    elapsed = time.perf_counter() - start
+    assert back.dtypes.equals(big.dtypes)
+    assert elapsed < 10.0, f"fit + transform + inverse took {elapsed:.1f} s"
