@@ -83,3 +83,11 @@ def test_misspelt_key_in_a_yaml_file_fails(tmp_path) -> None:
 def test_scale_smoke_caps_records() -> None:
     cfg = compose_config(["scale=smoke"])
     assert cfg.scale.max_records is not None and cfg.scale.max_records < 100_000
+
+
+def test_experiment_values_override_root_defaults() -> None:
+    # `_self_` comes first in conf/config.yaml, so an experiment's keys win over the root's.
+    cfg = compose_config(["experiment=bank_sim_standard_gan"])
+    assert cfg.experiment_name == "bank_sim_standard_gan"
+    assert "non_private" in cfg.tags
+    assert compose_config([]).experiment_name == "default"
