@@ -13,7 +13,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dpshare.data import bank_sim
-from dpshare.data.bank_sim import simulate_bank_transactions
+from dpshare.data.bank_sim import public_domain, simulate_bank_transactions
+from dpshare.data.transformer import PublicDomain, TabularTransformer
+from dpshare.errors import UserInputError
 
 EXPECTED_DTYPES = {
     "transaction_id": "int64",
@@ -269,3 +271,110 @@ def test_shuffled_labels_carry_no_signal() -> None:
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000)).fit(x_tr, y_tr)
     auc = roc_auc_score(y_te, model.predict_proba(x_te)[:, 1])
     assert abs(auc - 0.5) < 0.06, auc
+
+
+# ------------------------------------------------------------------- public domain (DP fit)
+
+RELEASED_COLUMNS = [
+    c for c in bank_sim.COLUMNS if c not in (bank_sim.ID_COLUMN, bank_sim.GROUP_COLUMN)
+]
+CAPPED_COLUMNS = ("amount", "balance_before")  # documented caps: a small share is clipped
+
+
+def _outside_domain(df: pd.DataFrame, domain: PublicDomain) -> dict[str, float]:
+    """Share of the rows outside the declared domain, per column (missing values are fine)."""
+    shares = {}
+    for col in RELEASED_COLUMNS:
+        values = df[col]
+        present = values.notna()
+        if col in domain.bounds:
+            lo, hi = domain.bounds[col]
+            inside = values.astype(float).between(lo, hi)
+        elif col in domain.categories:
+            inside = values.isin(domain.categories[col])
+        else:
+            start, end = domain.time_ranges[col]
+            inside = values.between(start, end)
+        shares[col] = float((present & ~inside).mean())
+    return shares
+
+
+def test_public_domain_covers_every_released_column(table: pd.DataFrame) -> None:
+    domain = public_domain()
+    assert sorted(domain.columns) == sorted(RELEASED_COLUMNS)
+    kind = {"continuous": ("int64", "float64"), "categorical": ("category", "bool", "int64")}
+    for col in RELEASED_COLUMNS:
+        declared = domain.kind(col)
+        if declared == "datetime":
+            assert str(table[col].dtype) == "datetime64[ns]"
+        else:
+            assert declared is not None and str(table[col].dtype) in kind[declared], col
+        # Declared categories are the dtype's categories, in the same order.
+        if isinstance(table[col].dtype, pd.CategoricalDtype):
+            assert list(domain.categories[col]) == list(table[col].cat.categories), col
+    assert domain.categories["is_high_risk"] == (0, 1)
+
+
+def test_public_domain_comes_from_the_configuration_only() -> None:
+    import inspect
+
+    params = inspect.signature(public_domain).parameters
+    assert list(params) == ["n_banks", "days", "start"]  # no data, no seed
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    domain = public_domain(n_banks=3, days=30, start="2024-03-10")
+    assert domain == public_domain(n_banks=3, days=30, start="2024-03-10")
+    assert domain.categories["bank"] == ("bank_A", "bank_B", "bank_C")
+    assert domain.categories["counterparty_bank"] == domain.categories["bank"]
+    assert domain.time_ranges["timestamp"] == (
+        pd.Timestamp("2024-03-10"),
+        pd.Timestamp("2024-04-08 23:59:59"),
+    )
+    assert domain.bounds["hours_since_prev"] == (0.0, 720.0)
+    assert domain.bounds["account_age_days"] == (0.0, bank_sim.MAX_AGE_DAYS + 29)
+    assert domain.bounds["amount"] == (0.0, bank_sim.DOMAIN_AMOUNT_CAP)
+    with pytest.raises(UserInputError, match="n_banks"):
+        public_domain(n_banks=30)
+    with pytest.raises(UserInputError, match="start"):
+        public_domain(start="2024-03-10 12:00")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_simulated_values_lie_in_the_public_domain_at_the_defaults(seed: int) -> None:
+    df = simulate_bank_transactions(seed=seed)
+    shares = _outside_domain(df, public_domain())
+    for col, share in shares.items():
+        if col in CAPPED_COLUMNS:
+            # Analytic share above the caps: 0.052 % (amount), 0.008 % (balance).
+            assert share < 0.001, (col, share)
+        else:
+            assert share == 0.0, (col, share)
+    assert shares["amount"] > 0  # the cap is a real trade-off, not a vacuous bound
+
+
+def test_simulated_values_lie_in_the_public_domain_for_another_config() -> None:
+    config = {"n_banks": 3, "days": 10, "start": "2023-12-25"}
+    df = simulate_bank_transactions(n_transactions=20_000, high_risk_rate=0.1, seed=5, **config)
+    shares = _outside_domain(df, public_domain(**config))
+    assert all(
+        share < 0.001 if col in CAPPED_COLUMNS else share == 0.0 for col, share in shares.items()
+    ), shares
+
+
+def test_dp_fit_on_the_released_table(table: pd.DataFrame) -> None:
+    released = table[RELEASED_COLUMNS]
+    domain = public_domain()
+    tt = TabularTransformer().fit_dp(released, domain=domain, noise_multiplier=1.0, seed=0)
+    release = tt.release
+    assert release is not None
+    # 6 capped / bounded numeric columns + the timestamp (3 each), 8 categorical columns (1 each).
+    assert release.l2_sensitivity == pytest.approx(np.sqrt(3 * 7 + 8))
+    assert abs(release.records - len(released)) < 5 * release.noise_std
+    rate = release.category_frequencies("is_high_risk")[1]
+    assert rate == pytest.approx(table["is_high_risk"].mean(), abs=0.01)
+    # hours_since_prev is NaN at each account's first transaction: it keeps a missing span.
+    assert any(s.column == "hours_since_prev__missing" for s in tt.output_spans)
+    assert not any(s.column == "amount__missing" for s in tt.output_spans)
+    back = tt.inverse_transform(tt.transform(released))
+    assert back.dtypes.equals(released.dtypes)
+    assert _outside_domain(back, domain) == dict.fromkeys(RELEASED_COLUMNS, 0.0)
+    pd.testing.assert_series_equal(back["channel"], released["channel"].reset_index(drop=True))

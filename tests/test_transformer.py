@@ -10,10 +10,13 @@ import pytest
 
 from dpshare.data.transformer import (
     OutputSpan,
+    PublicDomain,
     StatisticAccess,
+    StatisticsQuery,
     TabularTransformer,
     infer_column_kinds,
 )
+from dpshare.errors import UserInputError
 
 N_ROWS = 2_000
 CAT_ORDER = ["low", "mid", "high"]  # deliberately not alphabetical
@@ -471,3 +474,323 @@ def test_speed_100k_rows_15_columns() -> None:
     elapsed = time.perf_counter() - start
     assert back.dtypes.equals(big.dtypes)
     assert elapsed < 10.0, f"fit + transform + inverse took {elapsed:.1f} s"
+
+
+# ---------------------------------------------------------------------------- DP fit
+
+MIXED_DOMAIN = PublicDomain(
+    bounds={"f": (0.0, 100.0), "i": (-500, 500), "I": (0, 40), "const": (0.0, 10.0)},
+    categories={
+        "b": [False, True],
+        "cat": CAT_ORDER,
+        "obj": ["x", "y", "z"],
+        "s": ["p", "q", "r"],
+    },
+    time_ranges={"dt": ("2021-01-01", "2024-01-01")},
+)
+
+
+def make_small_frame() -> pd.DataFrame:
+    """12 records with missing values, infinities, out-of-bounds values and undeclared categories;
+    record 0 sits at the upper bound of every numeric column (the worst case)."""
+    return pd.DataFrame(
+        {
+            "x": [10.0, 3.0, np.nan, -np.inf, np.inf, 25.0, -4.0, 0.0, 5.0, 7.5, 1.0, 9.9],
+            "k": pd.array([5, 0, None, 3, 9, -2, 1, 2, 2, None, 4, 5], dtype="Int64"),
+            "flag": [True, False, True, True, False, False, True, False, True, True, False, True],
+            "c": pd.Series(
+                ["a", "b", None, "zzz", "a", "c", "b", "a", "c", "c", "a", "b"], dtype=object
+            ),
+            "t": pd.to_datetime(
+                [
+                    "2024-12-31", "2024-01-05 13:00", None, "2023-06-01", "2024-03-03",
+                    "2025-07-01", "2024-02-29 23:59:59", "2024-07-14", "2024-08-01",
+                    "2024-09-09", "2024-10-10", "2024-11-11",
+                ],
+                format="ISO8601",
+            ),
+        }
+    )  # fmt: skip
+
+
+SMALL_DOMAIN = PublicDomain(
+    bounds={"x": (0.0, 10.0), "k": (0, 5)},
+    categories={"flag": [False, True], "c": ["a", "b", "c"]},
+    time_ranges={"t": ("2024-01-01", "2024-12-31")},
+)
+
+
+def test_dp_sensitivity_matches_brute_force() -> None:
+    frame = make_small_frame()
+    query = StatisticsQuery(frame.dtypes, SMALL_DOMAIN)
+    # 3 numeric columns touch at most 3 coordinates each, 2 categorical ones 1 each.
+    assert query.l2_sensitivity == pytest.approx(np.sqrt(3 * 3 + 2 * 1), abs=1e-12)
+    assert query.n_coordinates == 4 + 4 + 3 + 4 + 4
+    assert len(query.coordinates) == query.n_coordinates
+    full = query.evaluate(frame)
+    # Removing each record in turn (add/remove adjacency): the change is that record's row.
+    changes = np.stack(
+        [full - query.evaluate(frame.drop(index=i).reset_index(drop=True)) for i in frame.index]
+    )
+    np.testing.assert_allclose(changes, query.contributions(frame), atol=1e-12)
+    norms = np.linalg.norm(changes, axis=1)
+    assert norms.max() <= query.l2_sensitivity + 1e-12
+    # Record 0 is at the upper bound of every numeric column: the bound is attained (tight).
+    assert norms[0] == pytest.approx(query.l2_sensitivity, abs=1e-12)
+    assert int(np.argmax(norms)) == 0
+    # Every coordinate moves by at most 1 per record.
+    assert np.abs(changes).max() <= 1.0 + 1e-12
+    tt = TabularTransformer().fit_dp(frame, domain=SMALL_DOMAIN, noise_multiplier=1.0, seed=0)
+    assert tt.release is not None
+    assert tt.release.l2_sensitivity == query.l2_sensitivity
+    assert tt.release.n_coordinates == query.n_coordinates
+    assert tt.release.coordinates == query.coordinates
+
+
+def test_dp_noise_scale_matches_noise_multiplier() -> None:
+    frame = make_small_frame()
+    query = StatisticsQuery(frame.dtypes, SMALL_DOMAIN)
+    exact = query.evaluate(frame)
+    noise_multiplier = 0.7
+    draws = []
+    for seed in range(250):
+        tt = TabularTransformer().fit_dp(
+            frame, domain=SMALL_DOMAIN, noise_multiplier=noise_multiplier, seed=seed
+        )
+        assert tt.release is not None
+        draws.append(np.asarray(tt.release.noisy_statistics) - exact)
+    noise = np.stack(draws)  # (250, 19): 4,750 draws
+    expected_std = noise_multiplier * query.l2_sensitivity
+    assert tt.release.noise_std == pytest.approx(expected_std)
+    # Std of a sample std over 4,750 normal draws is ~1 %: 4 % is four of those.
+    assert noise.std() == pytest.approx(expected_std, rel=0.04)
+    assert abs(noise.mean()) < 4 * expected_std / np.sqrt(noise.size)
+    # Each coordinate gets the same scale (no coordinate is left without noise).
+    per_coordinate = noise.std(axis=0)
+    assert per_coordinate.min() > 0.75 * expected_std
+    assert per_coordinate.max() < 1.25 * expected_std
+    # Same seed, same release; another seed, another release.
+    again = TabularTransformer().fit_dp(
+        frame, domain=SMALL_DOMAIN, noise_multiplier=noise_multiplier, seed=249
+    )
+    assert again.release == tt.release
+    assert draws[0].tolist() != draws[1].tolist()
+
+
+def _in_mixed_domain(fake: pd.DataFrame) -> None:
+    for col, (lo, hi) in MIXED_DOMAIN.bounds.items():
+        values = fake[col].dropna().astype(float)
+        assert values.min() >= lo and values.max() <= hi, col
+    for col, cats in MIXED_DOMAIN.categories.items():
+        assert set(fake[col].dropna()) <= set(cats), col
+    start, end = MIXED_DOMAIN.time_ranges["dt"]
+    assert fake["dt"].min() >= start and fake["dt"].max() <= end
+
+
+def test_dp_huge_noise_still_gives_a_valid_invertible_transformer(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer().fit_dp(frame, domain=MIXED_DOMAIN, noise_multiplier=1e6, seed=1)
+    assert tt.differentially_private
+    encoded = tt.transform(frame)
+    assert encoded.dtype == np.float32 and np.isfinite(encoded).all()
+    # The statistics are noise: each column falls back to a sane public scaling.
+    assert np.abs(encoded).max() < 10.0
+    back = tt.inverse_transform(encoded)
+    assert list(back.columns) == list(frame.columns)
+    assert back.dtypes.equals(frame.dtypes)
+    _in_mixed_domain(back)
+    # Present values inside the bounds survive the round trip.
+    present = frame["f"].notna()
+    np.testing.assert_allclose(back["f"][present], frame["f"][present], atol=1e-3)
+    pd.testing.assert_series_equal(back["i"], frame["i"])
+    fake = tt.inverse_transform(_generator_like(tt, 2_000, seed=4))
+    assert fake.dtypes.equals(frame.dtypes)
+    _in_mixed_domain(fake)
+    assert list(fake["cat"].cat.categories) == CAT_ORDER
+    assert tt.release is not None and tt.release.records >= 1
+
+
+def test_dp_tiny_noise_approaches_the_non_dp_fit(frame: pd.DataFrame) -> None:
+    raw = TabularTransformer(clip_quantiles=None).fit(frame)
+    dp = TabularTransformer().fit_dp(frame, domain=MIXED_DOMAIN, noise_multiplier=1e-6, seed=2)
+    layout = [(s.column, s.kind, s.width) for s in dp.output_spans]
+    assert layout == [(s.column, s.kind, s.width) for s in raw.output_spans]
+    assert dp.release is not None
+    stats = dp.release.statistics
+    observed = frame["f"].dropna()
+    assert stats["f"]["mean"] == pytest.approx(observed.mean(), abs=1e-3)
+    assert stats["f"]["std"] == pytest.approx(observed.std(ddof=0), abs=1e-3)
+    assert stats["f"]["missing_count"] == pytest.approx(frame["f"].isna().sum(), abs=1e-3)
+    assert dp.release.records == len(frame)
+    counts = dp.release.category_counts("cat")
+    assert counts == pytest.approx(frame["cat"].value_counts().to_dict(), abs=1e-3)
+    # The encodings agree wherever the non-DP imputation (median) is not involved.
+    a, b = dp.transform(frame), raw.transform(frame)
+    for span in raw.output_spans:
+        rows = frame[span.source_column].notna().to_numpy() | (span.kind == "categorical")
+        np.testing.assert_allclose(
+            a[rows, span.start : span.end], b[rows, span.start : span.end], atol=1e-3,
+            err_msg=span.column,
+        )  # fmt: skip
+
+
+def test_dp_refuses_quantile_mode(frame: pd.DataFrame) -> None:
+    with pytest.raises(UserInputError, match="continuous_mode='standard' only.*quantiles"):
+        TabularTransformer(continuous_mode="quantile").fit_dp(
+            frame, domain=MIXED_DOMAIN, noise_multiplier=1.0, seed=0
+        )
+
+
+@pytest.mark.parametrize(
+    ("column", "fix"),
+    [
+        ("f", r"dataset\.public_domain\.f\.bounds=\[lo, hi\]"),
+        ("cat", r"dataset\.public_domain\.cat\.categories"),
+        ("dt", r"dataset\.public_domain\.dt\.start"),
+    ],
+)
+def test_dp_refuses_a_column_without_domain(frame: pd.DataFrame, column: str, fix: str) -> None:
+    spec = MIXED_DOMAIN.to_dict()
+    del spec[column]
+    domain = PublicDomain.from_mapping(spec)
+    with pytest.raises(UserInputError, match=rf"column '{column}' has no public domain.*{fix}"):
+        TabularTransformer().fit_dp(frame, domain=domain, noise_multiplier=1.0, seed=0)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf, True, "1.0"])
+def test_dp_refuses_bad_noise_multiplier(bad: object) -> None:
+    with pytest.raises(UserInputError, match="noise_multiplier must be a positive finite"):
+        TabularTransformer().fit_dp(
+            make_small_frame(), domain=SMALL_DOMAIN, noise_multiplier=bad, seed=0
+        )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"bounds": {"amount": (5.0, 5.0)}},
+            r"'amount': bounds must be .* lo < hi.*amount\.bounds",
+        ),
+        ({"bounds": {"amount": (1.0, np.nan)}}, r"'amount': bounds must be two finite"),
+        ({"bounds": {"amount": (1.0, 2.0, 3.0)}}, r"'amount': bounds must be"),
+        ({"categories": {"channel": []}}, r"'channel': categories must be a non-empty.*channel"),
+        ({"categories": {"channel": ["a", "a"]}}, r"'channel': categories must be .* distinct"),
+        ({"time_ranges": {"ts": ("2025-02-01", "2025-01-01")}}, r"'ts': the time range"),
+        ({"bounds": {"a": (0, 1)}, "categories": {"a": [0, 1]}}, r"\['a'\] more than once"),
+    ],
+)
+def test_public_domain_rejects_bad_declarations(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        PublicDomain(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        (PublicDomain(bounds={"s": (0, 1)}), r"'s' has dtype str but .* numeric bounds"),
+        (PublicDomain(time_ranges={"s": ("2020", "2021")}), r"'s' has dtype str but .* time"),
+        (PublicDomain(categories={"d": ["2020-01-01"]}), r"'d' is a datetime column"),
+        (PublicDomain(categories={"n": ["0", "1"]}), r"'n' has dtype int64 .* not all numbers"),
+        (PublicDomain(bounds={"n": (0.2, 0.8)}), r"'n' has integer dtype .* contain no integer"),
+    ],
+)
+def test_dp_refuses_a_domain_that_does_not_fit_the_dtype(
+    domain: PublicDomain, message: str
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "s": pd.Series(["a", "b"], dtype="str"),
+            "d": pd.to_datetime(["2020-01-01", "2020-01-02"]),
+            "n": [0, 1],
+        }
+    )
+    column = message.split("'")[1]
+    with pytest.raises(UserInputError, match=message):
+        TabularTransformer().fit_dp(frame[[column]], domain=domain, noise_multiplier=1.0, seed=0)
+
+
+def test_dp_never_raises_because_of_values() -> None:
+    frame = pd.DataFrame(
+        {
+            "hollow": [np.nan] * 4,
+            "wild": [np.inf, -np.inf, 1e300, np.nan],
+            "c": pd.Series([None, "never-declared", None, None], dtype=object),
+        }
+    )
+    domain = PublicDomain(bounds={"hollow": (0, 1), "wild": (-1, 1)}, categories={"c": ["a"]})
+    tt = TabularTransformer().fit_dp(frame, domain=domain, noise_multiplier=0.5, seed=0)
+    back = tt.inverse_transform(tt.transform(frame))
+    assert back["wild"].dropna().between(-1, 1).all()
+    empty = TabularTransformer().fit_dp(frame.iloc[:0], domain=domain, noise_multiplier=0.5, seed=0)
+    assert empty.output_dim >= 3
+    assert len(empty.inverse_transform(np.zeros((3, empty.output_dim)))) == 3
+
+
+def test_dp_undeclared_categories_count_and_encode_as_missing() -> None:
+    frame = make_small_frame()
+    tt = TabularTransformer().fit_dp(frame, domain=SMALL_DOMAIN, noise_multiplier=1e-6, seed=0)
+    assert tt.release is not None
+    # "zzz" and None are both "missing or other".
+    assert tt.release.statistics["c"]["missing_or_other_count"] == pytest.approx(2.0, abs=1e-3)
+    span = next(s for s in tt.output_spans if s.column == "c")
+    assert span.width == 4  # a, b, c + missing
+    block = tt.transform(frame)[:, span.start : span.end]
+    assert block[3].tolist() == [0.0, 0.0, 0.0, 1.0]  # "zzz"
+    assert block[2].tolist() == [0.0, 0.0, 0.0, 1.0]  # None
+    back = tt.inverse_transform(tt.transform(frame))
+    assert back["c"][3] is None
+    # Out-of-range values are clipped to the declared bounds, integers stay integers.
+    assert back["x"][4] == 10.0 and back["x"][3] == 0.0
+    assert back["k"][5] == 0 and str(back["k"].dtype) == "Int64"
+    assert back["t"][5] == pd.Timestamp("2024-12-31")
+
+
+def test_dp_releases_target_class_counts() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(5_000) < 0.1).astype(np.int64)
+    frame = pd.DataFrame({"amount": rng.uniform(0, 10, 5_000), "label": y})
+    domain = PublicDomain(bounds={"amount": (0, 10)}, categories={"label": [0, 1]})
+    tt = TabularTransformer().fit_dp(frame, domain=domain, noise_multiplier=2.0, seed=3)
+    release = tt.release
+    assert release is not None
+    noise_std = 2.0 * np.sqrt(3 + 1)
+    assert release.noise_std == pytest.approx(noise_std)
+    counts = release.category_counts("label")
+    assert set(counts) == {0, 1}
+    assert counts[1] == pytest.approx(y.sum(), abs=5 * noise_std)
+    assert sum(release.category_frequencies("label").values()) == pytest.approx(1.0)
+    # The noisy record count (the true one is not released) is close to the truth.
+    assert abs(release.records - 5_000) < 5 * noise_std
+    with pytest.raises(UserInputError, match="'amount' is not a categorical column"):
+        release.category_counts("amount")
+    params = release.ledger_parameters()
+    assert params["mechanism"] == "gaussian"
+    assert params["sample_rate"] == 1.0 and params["steps"] == 1
+    assert params["noise_multiplier"] == 2.0
+    assert "seed" not in params
+
+
+def test_dp_accesses_and_describe_say_how_the_fit_was_made(frame: pd.DataFrame) -> None:
+    tt = TabularTransformer().fit_dp(frame, domain=MIXED_DOMAIN, noise_multiplier=1.0, seed=0)
+    assert tt.accesses and all(a.differentially_private for a in tt.accesses)
+    assert {a.column for a in tt.accesses} == set(frame.columns)
+    assert all(r["differentially_private"] and r["fit"] == "dp_release" for r in tt.describe())
+    assert next(r for r in tt.describe() if r["name"] == "f")["encoding"].startswith(
+        "clip to declared bounds"
+    )
+    # Details name the mechanism, never a value of the data.
+    assert all("Gaussian mechanism" in a.detail for a in tt.accesses)
+    tt.fit(frame)  # a raw refit replaces the release
+    assert tt.release is None and not tt.differentially_private
+    assert not any(a.differentially_private for a in tt.accesses)
+    assert all(r["fit"] == "raw" and not r["differentially_private"] for r in tt.describe())
+
+
+def test_public_domain_mapping_round_trip() -> None:
+    spec = MIXED_DOMAIN.to_dict()
+    assert spec["f"] == {"bounds": [0.0, 100.0]}
+    assert spec["dt"] == {"start": "2021-01-01T00:00:00", "end": "2024-01-01T00:00:00"}
+    assert PublicDomain.from_mapping(spec) == MIXED_DOMAIN
+    assert MIXED_DOMAIN.kind("dt") == "datetime" and MIXED_DOMAIN.kind("nope") is None
+    with pytest.raises(UserInputError, match="'f' must have exactly one of the forms"):
+        PublicDomain.from_mapping({"f": {"bounds": [0, 1], "categories": [1]}})

@@ -27,7 +27,7 @@ MAIN_EXPERIMENT = "bank_sim_standard_gan"
 def reproduce(
     overrides: list[str], *, results_dir: Path | None = None, output_root: Path | None = None
 ) -> list[Path]:
-    """Run the main experiment and write ``results/<experiment>/summary.{md,csv}``."""
+    """Run the main experiment and write ``results/<experiment>/<scale>/summary.{md,csv}``."""
     register_configs()
     results_dir = Path(results_dir or REPO_ROOT / "results")
     output_root = Path(output_root or REPO_ROOT / "outputs")
@@ -43,7 +43,7 @@ def reproduce(
     print(summarize(metrics, run_dir))
     written = write_utility_summary(
         [load_run(run_dir)],
-        results_dir / cfg.experiment_name,
+        results_dir / cfg.experiment_name / cfg.scale.name,
         title=f"{cfg.experiment_name} ({cfg.scale.name} scale)",
     )
     return written

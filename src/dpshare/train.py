@@ -27,7 +27,8 @@ from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
 from dpshare.loggers import build_loggers, finish_loggers, log_summary
 from dpshare.models import METHODS
-from dpshare.privacy import PrivacyLedger
+from dpshare.privacy import BudgetExceededError, PrivacyLedger
+from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
 from dpshare.reporting import records
 
@@ -41,6 +42,8 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Opacus's per-sample hooks on the discriminator's first layer, whose inputs need no grad.
+    warnings.filterwarnings("ignore", message=".*Full backward hook is firing.*")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -86,7 +89,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         data_seconds = time.perf_counter() - t0
         log.info("data: %s; splits %s", data.description, splits.sizes())
 
-        ledger = PrivacyLedger()
+        ledger, plan = _privacy_setup(cfg, n_train=len(splits.train))
+        public_validation = (
+            splits.validation
+            if plan is not None and plan.signal_source == "public_validation"
+            else None
+        )
         datamodule = TabularDataModule(
             data,
             splits.train,
@@ -94,8 +102,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             continuous_mode=cfg.method.continuous_mode,
             ledger=ledger,
             seed=cfg.seed,
+            plan=plan,
+            public_validation=public_validation,
         )
-        method = METHODS.get(cfg.method.name)(cfg.method, datamodule)
+        method = METHODS.get(cfg.method.name)(cfg.method, datamodule, plan=plan)
         loggers = build_loggers(cfg, run_dir)
         trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -129,8 +139,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         eval_seconds = time.perf_counter() - t0
 
-        epsilon = ledger.epsilon_spent()
         target = data.target
+        metrics.update(privacy_metrics(ledger, plan))
         metrics.update(
             {
                 "data/n_train": len(splits.train),
@@ -145,9 +155,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "data/positive_rate_synthetic": float(
                     (synthetic[target] == data.positive_label).mean()
                 ),
-                "privacy/is_dp": int(ledger.is_private),
-                "privacy/epsilon_spent": epsilon,
-                "privacy/non_private_accesses": len(ledger.non_private_entries),
                 "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
                 "train/generator_steps": getattr(method.module, "generator_updates", 0),
                 "runtime/data_seconds": data_seconds,
@@ -157,7 +164,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "runtime/total_seconds": time.time() - started,
             }
         )
-        records.write_json(run_dir / records.LEDGER_FILE, ledger.to_dict())
+        ledger_record = ledger.to_dict()
+        if plan is not None:
+            ledger_record["plan"] = plan.to_dict()
+            ledger_record.update(method.privacy_summary())
+        records.write_json(run_dir / records.LEDGER_FILE, ledger_record)
         log_summary(loggers, metrics)
         records.write_json(run_dir / records.METRICS_FILE, metrics)  # last: marks completion
         status = "success"
@@ -175,6 +186,83 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         finish_loggers(loggers, status)
+
+
+def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, PrivacyPlan | None]:
+    """The run's ledger and, for a DP strategy, its plan (sample rate, calibrated noise...)."""
+    privacy = cfg.privacy
+    if privacy.name == "none":
+        return PrivacyLedger(n_records=n_train), None
+    batch_size = cfg.method.batch_size
+    if not 1 <= batch_size <= n_train:
+        raise UserInputError(
+            f"method.batch_size={batch_size} must be between 1 and the real train split's size "
+            f"({n_train} records)"
+        )
+    plan = plan_privacy(
+        privacy, n_train=n_train, batch_size=batch_size, max_epochs=cfg.trainer.max_epochs
+    )
+    ledger = PrivacyLedger(
+        accountant=privacy.accountant,
+        target_epsilon=privacy.target_epsilon,
+        target_delta=privacy.target_delta,
+        n_records=n_train,
+    )
+    log.info(
+        "privacy: %s, target epsilon %s at delta %g; sample rate %.4f, %d planned noisy steps, "
+        "noise multiplier %.3f (range %.3f-%.3f%s)",
+        plan.name,
+        privacy.target_epsilon,
+        privacy.target_delta,
+        plan.sample_rate,
+        plan.planned_steps,
+        plan.noise_multiplier,
+        plan.sigma_min,
+        plan.sigma_max,
+        ", calibrated" if plan.calibrated else "",
+    )
+    return ledger, plan
+
+
+def privacy_metrics(ledger: PrivacyLedger, plan: PrivacyPlan | None) -> dict[str, Any]:
+    """The ``privacy/*`` keys of ``metrics.json``: spent vs target, accountant, steps, sample
+    rate, the noise schedule's range, and each mechanism's epsilon on its own."""
+    out: dict[str, Any] = {
+        "privacy/is_dp": int(ledger.is_private),
+        "privacy/epsilon_spent": ledger.epsilon_spent(),
+        "privacy/epsilon_realized_schedule": ledger.realized_epsilon(),
+        "privacy/target_epsilon": ledger.target_epsilon,
+        "privacy/delta": ledger.target_delta,
+        "privacy/accountant": ledger.accountant,
+        "privacy/approximate": int(ledger.approximate),
+        "privacy/delta_ge_1_over_n": int(ledger.delta_warning),
+        "privacy/non_private_accesses": len(ledger.non_private_entries),
+        "privacy/declared_public_reads": len(ledger.declared_public_entries),
+    }
+    for module, eps in ledger.epsilon_breakdown().items():
+        out[f"privacy/epsilon_by_mechanism/{module}"] = eps
+    sgd = [e for e in ledger.dp_entries if e.mechanism == "dp_sgd"]
+    if plan is not None and sgd:
+        entry = sgd[0]
+        series = entry.noise_multipliers()
+        out.update(
+            {
+                "privacy/strategy": plan.name,
+                "privacy/noisy_steps": entry.steps,
+                "privacy/planned_steps": plan.planned_steps,
+                "privacy/sample_rate": plan.sample_rate,
+                "privacy/max_grad_norm": plan.max_grad_norm,
+                "privacy/noise_calibrated": int(plan.calibrated),
+                "privacy/stopped_by_budget": int(bool(entry.parameters.get("stopped_by_budget"))),
+                "privacy/noise_multiplier_min": min(series) if series else None,
+                "privacy/noise_multiplier_mean": sum(series) / len(series) if series else None,
+                "privacy/noise_multiplier_max": max(series) if series else None,
+                "privacy/signal_steps": sum(
+                    e.steps for e in ledger.dp_entries if e.mechanism == "subsampled_gaussian"
+                ),
+            }
+        )
+    return out
 
 
 def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
@@ -195,7 +283,7 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
 def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
     try:
         metrics = train(cfg)
-    except (UserInputError, UnknownNameError) as exc:
+    except (UserInputError, UnknownNameError, BudgetExceededError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

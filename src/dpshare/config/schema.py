@@ -89,6 +89,90 @@ class PrivacyConfig:
     name: str = "none"
 
 
+@dataclass
+class DPConfig(PrivacyConfig):
+    """DP-SGD on every module that reads real records (docs/privacy.md).
+
+    Budget: ``target_epsilon`` at ``target_delta`` over the WHOLE ledger (transformer release,
+    DP-SGD steps, feedback signals). ``noise_multiplier`` given: that sigma is used and training
+    stops before the budget would be exceeded; ``null``: sigma is calibrated from the target and
+    the actual number of planned noisy steps. Neighbouring datasets differ by one record
+    (add/remove); a transaction, not an account, is the protected unit.
+    """
+
+    name: str = "fixed"
+    target_epsilon: float | None = None  # None: no budget enforced (needs noise_multiplier)
+    target_delta: float = 1e-5
+    noise_multiplier: float | None = None  # sigma; None = calibrate from target_epsilon
+    max_grad_norm: float = 1.0  # per-sample clipping bound C
+    accountant: str = "rdp"  # rdp | prv
+    poisson_sampling: bool = True  # False: fixed-size shuffled batches; epsilon is approximate
+    grad_sample_mode: str = (
+        "ghost"  # ghost | hooks | functorch (ghost: fastest, no per-sample grads)
+    )
+    # The transformer's statistics and the class frequencies: one Gaussian release (`dp`), or a
+    # raw fit that makes the run non-private (`non_private`, for ablations only).
+    transformer_fit: str = "dp"
+    release_noise_multiplier: float = 20.0
+    # Monitored signals on real data: `dp` (noisy, charged to the ledger) or
+    # `public_validation` (computed on the validation split, which the config then declares
+    # public: its records get no protection; the run record says so).
+    signal_source: str = "dp"
+    signal_noise_multiplier: float = 5.0
+    signal_sample_rate: float = 0.05
+    monitor_every: int = 50  # optimizer steps between controller updates
+    # Seed of every DP noise draw (DP-SGD, releases, signals). None (default): fresh OS entropy,
+    # so the noise cannot be regenerated from the saved config; set it only for tests.
+    noise_seed: int | None = None
+
+
+@dataclass
+class PIDSettings:
+    """Deng 2026 Sec. 3.3/3.5: sigma follows a PID controller on a window of quality signals."""
+
+    sigma_min: float | None = None  # None = calibrated so that every planned step fits the budget
+    sigma_max: float | None = None  # None = 2 * sigma_min
+    kp: float = 1.0
+    ki: float = 0.1
+    kd: float = 0.05
+    window: int = 5
+    setpoint: float = 0.5
+    max_step_change: float = 0.25
+    integral_limit: float = 5.0
+    fd_scale: float = 100.0  # squared encoded units; quality = exp(-fd / fd_scale)
+    signal_weights: dict[str, float] = field(
+        default_factory=lambda: {"disc_accuracy": 1.0, "frechet_distance": 1.0}
+    )
+
+
+@dataclass
+class PIDConfig(DPConfig):
+    name: str = "pid"
+    pid: PIDSettings = field(default_factory=PIDSettings)
+
+
+@dataclass
+class FeedbackSettings:
+    """Tao 2020 Sec. 2.4: compare successive generated results G1, G2 and retune sigma and C."""
+
+    sigma_min: float | None = None  # None = calibrated so that every planned step fits the budget
+    sigma_max: float | None = None  # None = 2 * sigma_min
+    clip_min: float = 0.5
+    clip_max: float = 1.0
+    similarity_threshold: float = 0.9
+    sigma_factor: float = 0.9
+    clip_factor: float = 0.95
+    accuracy_weight: float = 0.0
+    patience: int = 2
+    n_probe: int = 256  # fixed latent vectors used to compare successive generated results
+
+
+@dataclass
+class WGANFeedbackConfig(DPConfig):
+    name: str = "wgan_feedback"
+    wgan_feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+
+
 # ------------------------------------------------------------------------------------------ eval
 
 
@@ -180,7 +264,12 @@ class RootConfig:
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"bank_sim": BankSimConfig},
     "method": {"standard_gan": StandardGANConfig},
-    "privacy": {"none": PrivacyConfig},
+    "privacy": {
+        "none": PrivacyConfig,
+        "fixed": DPConfig,
+        "pid": PIDConfig,
+        "wgan_feedback": WGANFeedbackConfig,
+    },
     "eval": {"default": EvalConfig},
     "trainer": {"default": TrainerConfig},
     "logger": {"default": LoggerConfig},

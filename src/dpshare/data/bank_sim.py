@@ -41,11 +41,15 @@ import datetime
 import math
 import string
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dpshare.errors import UserInputError
+
+if TYPE_CHECKING:
+    from dpshare.data.transformer import PublicDomain
 
 __all__ = [
     "ACCOUNT_TYPES",
@@ -58,6 +62,7 @@ __all__ = [
     "TARGET_COLUMN",
     "TIME_COLUMN",
     "bank_names",
+    "public_domain",
     "simulate_bank_transactions",
 ]
 
@@ -246,6 +251,18 @@ HISTORY_PRIOR_WEIGHT = 3.0  # pseudo-transactions at the type's typical amount i
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86_400
+
+# ------------------------------------------------------------- public domain (DP fitting)
+
+# Documented caps of the unbounded columns (docs/bank_sim.md, "Public domain for DP fitting").
+# Amounts and balances are log-normal: the caps sit far in the tail the constants above imply
+# (the largest segment is corporate, typical amount 1,500), so that clipping touches < 0.1 % of
+# the rows at the defaults while the range (which scales the DP noise) stays finite.
+DOMAIN_AMOUNT_CAP = 100_000.0
+DOMAIN_BALANCE_CAP = 1_000_000.0
+# Transactions of one account in 24 h: the simulator has no hard cap (the maximum at the
+# defaults is ~20); 50 leaves a wide margin.
+DOMAIN_COUNT_24H_CAP = 50
 
 
 def bank_names(n_banks: int) -> list[str]:
@@ -552,6 +569,61 @@ def simulate_bank_transactions(
         }
     )
     return frame
+
+
+def public_domain(
+    *, n_banks: int = 5, days: int = 180, start: str | datetime.date = "2025-01-01"
+) -> PublicDomain:
+    """The public domain of the released table, from the simulator's configuration only.
+
+    Covers every column :func:`dpshare.data.datasets.load_bank_sim` releases (all of
+    :data:`COLUMNS` except the identifiers ``transaction_id`` and ``account_id``), the target
+    included. Nothing is read from simulated values: category lists are the module constants and
+    :func:`bank_names`; bounds follow from ``days``, ``start``, :data:`MAX_AGE_DAYS` and the
+    documented caps ``DOMAIN_*`` (see ``docs/bank_sim.md``, "Public domain for DP fitting").
+
+    Args:
+        n_banks: as in :func:`simulate_bank_transactions`.
+        days: as in :func:`simulate_bank_transactions`.
+        start: as in :func:`simulate_bank_transactions`.
+
+    Returns:
+        A :class:`~dpshare.data.transformer.PublicDomain` for
+        :meth:`~dpshare.data.transformer.TabularTransformer.fit_dp`.
+    """
+    from dpshare.data.transformer import PublicDomain
+
+    start_ts = _validate(100, n_banks, 0.03, 0.0, days, start, 0)
+    days = int(days)
+    banks = bank_names(int(n_banks))
+    window_hours = float(days * 24)
+    return PublicDomain(
+        bounds={
+            # Whole days since opening: accounts open at most MAX_AGE_DAYS before the window
+            # and transact in it, never before they open.
+            "account_age_days": (0.0, float(MAX_AGE_DAYS + days - 1)),
+            "amount": (0.0, DOMAIN_AMOUNT_CAP),
+            "balance_before": (0.0, DOMAIN_BALANCE_CAP),
+            # Two transactions of one account both lie inside the window.
+            "hours_since_prev": (0.0, window_hours),
+            "txn_count_24h": (0.0, float(DOMAIN_COUNT_24H_CAP)),
+            "cross_bank_count_24h": (0.0, float(DOMAIN_COUNT_24H_CAP)),
+        },
+        categories={
+            INSTITUTION_COLUMN: banks,
+            "counterparty_bank": banks,
+            "account_type": list(ACCOUNT_TYPES),
+            "channel": list(CHANNELS),
+            "merchant_category": list(MERCHANT_CATEGORIES),
+            "is_cross_bank": [False, True],
+            "new_counterparty": [False, True],
+            TARGET_COLUMN: [0, 1],
+        },
+        time_ranges={
+            # Whole seconds in [start, start + days): the last possible one is included.
+            TIME_COLUMN: (start_ts, start_ts + pd.Timedelta(days=days) - pd.Timedelta(seconds=1)),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -45,6 +45,9 @@ class TabularData:
     institution_column: str | None = None
     column_kinds: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    # Column bounds and categories known without looking at the records (a
+    # ``dpshare.data.transformer.PublicDomain``); a DP fit of the transformer needs it.
+    public_domain: Any = None
 
     def __post_init__(self) -> None:
         if self.target not in self.frame.columns:

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpshare.data.base import TabularData
 from dpshare.data.transformer import OutputSpan, TabularTransformer
 from dpshare.errors import UserInputError
 from dpshare.privacy import PrivacyLedger
+from dpshare.privacy.plan import PrivacyPlan
 
 
 class TabularDataModule(pl.LightningDataModule):
@@ -42,6 +44,8 @@ class TabularDataModule(pl.LightningDataModule):
         continuous_mode: str = "standard",
         ledger: PrivacyLedger,
         seed: int = 0,
+        plan: PrivacyPlan | None = None,
+        public_validation: pd.DataFrame | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -57,6 +61,10 @@ class TabularDataModule(pl.LightningDataModule):
         self.continuous_mode = continuous_mode
         self.ledger = ledger
         self.seed = seed
+        self.plan = plan
+        self.public_validation = public_validation
+        self.x_public: torch.Tensor | None = None
+        self.y_public: torch.Tensor | None = None
         self._prepared = False
 
     # ------------------------------------------------------------------ fitting on real records
@@ -64,7 +72,32 @@ class TabularDataModule(pl.LightningDataModule):
         if self._prepared:
             return
         features = self.train_frame[self.data.feature_columns]
+        labels = self.train_frame[self.data.target]
+        self.classes = np.unique(labels.to_numpy())
+        self.label_dtype = labels.dtype
+        y = np.searchsorted(self.classes, labels.to_numpy())
         self.transformer = TabularTransformer(continuous_mode=self.continuous_mode)
+        if self.plan is not None and self.plan.transformer_fit == "dp":
+            self._fit_dp(features, y)
+        else:
+            self._fit_raw(features, y)
+        if self.public_validation is not None:
+            val = self.public_validation
+            self.x_public = torch.from_numpy(
+                self.transformer.transform(val[self.data.feature_columns])
+            )
+            known = np.isin(val[self.data.target].to_numpy(), self.classes)
+            self.x_public = self.x_public[torch.from_numpy(known)]
+            self.y_public = torch.from_numpy(
+                np.searchsorted(self.classes, val[self.data.target].to_numpy()[known]).astype(
+                    np.int64
+                )
+            )
+        self.x_train = torch.from_numpy(self.transformer.transform(features))
+        self.y_train = torch.from_numpy(y.astype(np.int64))
+        self._prepared = True
+
+    def _fit_raw(self, features: pd.DataFrame, y: np.ndarray) -> None:
         self.transformer.fit(features, self.data.column_kinds or None)
         self.ledger.record_non_private(
             module="transformer",
@@ -72,21 +105,56 @@ class TabularDataModule(pl.LightningDataModule):
             records=len(features),
             statistics=[f"{a.column}:{a.statistic}" for a in self.transformer.accesses],
         )
-        labels = self.train_frame[self.data.target]
-        self.classes = np.unique(labels.to_numpy())
-        self.label_dtype = labels.dtype
-        y = np.searchsorted(self.classes, labels.to_numpy())
         counts = np.bincount(y, minlength=len(self.classes))
         self.class_prior = counts / counts.sum()
         self.ledger.record_non_private(
             module="label_distribution",
             purpose="class frequencies used to sample the generator's label conditions",
-            records=len(labels),
+            records=len(y),
             n_classes=len(self.classes),
         )
-        self.x_train = torch.from_numpy(self.transformer.transform(features))
-        self.y_train = torch.from_numpy(y.astype(np.int64))
-        self._prepared = True
+
+    def _fit_dp(self, features: pd.DataFrame, y: np.ndarray) -> None:
+        """Transformer statistics and class counts as two Gaussian releases (charged)."""
+        assert self.plan is not None
+        if self.data.public_domain is None:
+            raise UserInputError(
+                f"dataset {self.data.name!r} declares no public domain (column bounds and "
+                "categories), which a DP fit of the transformer needs; declare one, or set "
+                "privacy.transformer_fit=non_private (the run is then not DP)"
+            )
+        sigma = self.plan.release_noise_multiplier
+        domain = self.data.public_domain
+        self.transformer.fit_dp(
+            features,
+            domain=domain,
+            noise_multiplier=sigma,
+            seed=None if self.plan.noise_seed is None else self.plan.noise_seed + 1,
+        )
+        release = self.transformer.release
+        self.ledger.record_gaussian(
+            module="transformer",
+            purpose="normalization statistics of every column on declared public bounds "
+            "(one Gaussian release)",
+            records=len(features),
+            noise_multiplier=release.noise_multiplier,
+            l2_sensitivity=release.l2_sensitivity,
+            n_coordinates=release.n_coordinates,
+        )
+        # Class counts: a histogram, one record touches one count (L2 sensitivity 1). The class
+        # SET comes from the data's declared target domain when there is one.
+        rng = self.plan.noise_rng(2)
+        counts = np.bincount(y, minlength=len(self.classes)).astype(float)
+        noisy = np.clip(counts + rng.normal(0.0, sigma, len(counts)), 1.0, None)
+        self.class_prior = noisy / noisy.sum()
+        self.ledger.record_gaussian(
+            module="label_distribution",
+            purpose="class counts for the generator's label conditions",
+            records=len(y),
+            noise_multiplier=sigma,
+            l2_sensitivity=1.0,
+            n_classes=len(self.classes),
+        )
 
     # ------------------------------------------------------------------------------- accessors
     @property
@@ -102,9 +170,13 @@ class TabularDataModule(pl.LightningDataModule):
         return len(self.train_frame)
 
     def train_dataloader(self) -> DataLoader:
+        """Poisson-sampled batches under DP (Opacus DPDataLoader), shuffled batches otherwise."""
+        dataset = TensorDataset(self.x_train, self.y_train)
         generator = torch.Generator().manual_seed(self.seed)
+        if self.plan is not None and self.plan.poisson_sampling:
+            return DPDataLoader(dataset, sample_rate=self.plan.sample_rate, generator=generator)
         return DataLoader(
-            TensorDataset(self.x_train, self.y_train),
+            dataset,
             batch_size=self.batch_size,
             shuffle=True,
             drop_last=True,

@@ -51,6 +51,7 @@ def load_bank_sim(cfg: Any, *, max_records: int | None) -> TabularData:
         group_ids=group_ids,
         time_column=bank_sim.TIME_COLUMN,
         institution_column=bank_sim.INSTITUTION_COLUMN,
+        public_domain=bank_sim.public_domain(n_banks=cfg.n_banks, days=cfg.days, start=cfg.start),
         description=(
             f"simulated cross-bank transactions: {len(frame)} records, {cfg.n_banks} banks, "
             f"target {bank_sim.TARGET_COLUMN} (rate {cfg.high_risk_rate})"

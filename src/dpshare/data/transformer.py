@@ -25,10 +25,61 @@ Privacy
 **Fitting reads real records.** The statistics computed in :meth:`TabularTransformer.fit`
 (quantiles / clip bounds, minimum and maximum, means, standard deviations, medians, the
 quantile-transformer's quantiles, category sets, missing rates, datetime ranges) are exact
-statistics of the real data and are **not differentially private in this module**. The privacy
-layer (a separate module) is responsible for charging them to the privacy budget or replacing them
-with noised / public values. :attr:`TabularTransformer.accesses` lists every statistic read from
-the real data, so nothing is hidden; the entries name the statistic but never carry its value.
+statistics of the real data and are **not differentially private**: a run that uses
+:meth:`~TabularTransformer.fit` must record a non-private access.
+:attr:`TabularTransformer.accesses` lists every statistic read from the real data, so nothing is
+hidden; the entries name the statistic but never carry its value.
+
+Differentially private fit
+--------------------------
+:meth:`TabularTransformer.fit_dp` fits the encoding from **one Gaussian mechanism** (Dwork &
+Roth 2014, Thm A.1; accounted with RDP / PLD like one DP-SGD step with sample rate 1):
+
+1. **Public domain.** The caller declares each column's domain in a :class:`PublicDomain`, from
+   public knowledge, never from the data: ``bounds=(lo, hi)`` (continuous), ``categories``
+   (categorical) or a ``(start, end)`` time range (datetime). The declaration fixes the column's
+   encoding; a column without one, empty categories or ``lo >= hi`` raise
+   :class:`~dpshare.errors.UserInputError` naming the column and the fix.
+2. **One query** (:class:`StatisticsQuery`). Values are clipped to the declared bounds / range
+   and centred and scaled to ``v = 2 (x - lo) / (hi - lo) - 1`` in ``[-1, 1]`` (centring halves
+   the noise on the mean and quarters it on the variance, against scaling to ``[0, 1]``). Per
+   continuous or datetime column: count of present values, ``sum v``, ``sum v**2``, count of
+   missing values; per categorical column: the count of each declared category and the count of
+   missing-or-undeclared values (**a value outside the declared categories counts, and is
+   encoded, as missing**; too lenient to be an error for synthetic data, and it never raises on
+   data). Every coordinate changes by at most 1 when one record is added or removed.
+3. **Sensitivity** (add/remove-one-record adjacency). One record adds ``(1, v, v**2, 0)`` or
+   ``(0, 0, 0, 1)`` to a numeric column's block (squared norm at most ``1 + 1 + 1 = 3``, reached
+   at a bound) and a single 1 to a categorical column's block; blocks are disjoint, so
+   ``l2_sensitivity = sqrt(3 * (n_continuous + n_datetime) + n_categorical)``, exactly (the
+   supremum over the declared domain). Missing counts cost nothing: a record is either present or
+   missing.
+4. **Noise.** ``N(0, (noise_multiplier * l2_sensitivity)^2)`` is added to every coordinate, from
+   ``np.random.default_rng(seed)``. The guarantee assumes the seed is secret (pass ``None`` for
+   fresh OS entropy) and ignores floating-point attacks on textbook samplers (Mironov 2012);
+   the seed is not stored in the release.
+5. **Post-processing** (free under DP). Counts are clamped at 0 (at 1 as denominators); the mean
+   of ``v`` is clamped to ``[-1, 1]``, its second moment to ``[mean**2, 1]``; the standard
+   deviation is floored at ``1e-3`` of the declared range; a column whose noisy present count is
+   below ``3 * noise std`` falls back to the public default (the midpoint of the range and the
+   standard deviation of a uniform distribution on it). Continuous columns are standardised
+   with the noisy mean / std (``continuous_mode="quantile"`` is refused: it needs many quantiles,
+   which this fit does not release); the imputation value is the noisy mean (the median is not
+   released); clipping and decoding use the declared bounds, never data quantiles. Datetimes
+   use the declared range and the noisy mean / std of the timestamp. Categorical columns one-hot
+   over the declared categories. A missing-value span is added when the column's dtype can hold
+   a missing value and its noisy missing count exceeds ``0.5 + 3 * noise std`` (a column without
+   missing values gets a spurious span with probability 0.13 %). The noisy record count is the
+   inverse-variance weighted mean of the columns' noisy count totals.
+
+:attr:`TabularTransformer.release` (a :class:`DPRelease`) holds the mechanism's parameters, the
+noisy vector and the post-processed statistics (the noisy class counts when the target is one of
+the fitted columns, :meth:`DPRelease.category_counts`); the true record count is not released.
+The caller writes the ledger entry (:meth:`DPRelease.ledger_parameters`). After ``fit_dp``,
+:attr:`~TabularTransformer.accesses` entries and :meth:`~TabularTransformer.describe` rows say
+``differentially_private=True``. ``fit_dp`` only raises because of the schema, the domain or its
+arguments, never because of the values in the records (an error that depends on them would
+itself leak): infinite values are clipped, all-missing columns are accepted.
 
 Decoding rules the caller must know
 -----------------------------------
@@ -41,7 +92,9 @@ Decoding rules the caller must know
 * A NaN in a continuous / datetime column whose fit data had none is imputed with the median at
   transform time (there is no indicator span for it), so it decodes as an ordinary value.
 * Decoded continuous values are clipped to the fitted ``[low, high]`` range (the clip quantiles,
-  or the observed min/max when ``clip_quantiles=None``); integer columns are rounded then cast.
+  or the observed min/max when ``clip_quantiles=None``; the declared bounds after ``fit_dp``,
+  rounded inwards to whole numbers for integer dtypes); integer columns are rounded then cast.
+  Decoded datetimes are clipped to the observed (``fit``) or declared (``fit_dp``) range.
 * Datetimes decode to whole seconds; the date comes from the ordinal and the time of day from the
   angle, so encoded real data round-trips to within one second.
 """
@@ -49,8 +102,10 @@ Decoding rules the caller must know
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -69,8 +124,11 @@ from dpshare.errors import UserInputError
 
 __all__ = [
     "ColumnKind",
+    "DPRelease",
     "OutputSpan",
+    "PublicDomain",
     "StatisticAccess",
+    "StatisticsQuery",
     "TabularTransformer",
     "infer_column_kinds",
 ]
@@ -119,15 +177,19 @@ class OutputSpan:
 
 @dataclass(frozen=True)
 class StatisticAccess:
-    """One statistic of the real data read during :meth:`TabularTransformer.fit`.
+    """One statistic of the real data read during :meth:`TabularTransformer.fit` or
+    :meth:`TabularTransformer.fit_dp`.
 
     A privacy-relevant access: the privacy layer must account for it. ``detail`` says what was
-    read, never the value.
+    read, never the value. ``differentially_private`` is true when the statistic was released
+    through the Gaussian mechanism of :meth:`TabularTransformer.fit_dp` (see
+    :attr:`TabularTransformer.release`), false for an exact read by :meth:`TabularTransformer.fit`.
     """
 
     column: str
     statistic: str
     detail: str
+    differentially_private: bool = False
 
 
 def _kind_for_dtype(column: str, dtype: Any) -> ColumnKind:
@@ -211,21 +273,29 @@ def _check_all_missing(column: str, missing: np.ndarray) -> None:
 
 @dataclass
 class _ContinuousEncoder(_Encoder):
-    """Clipping + median imputation + standard or quantile scaling (+ missing indicator)."""
+    """Clipping + imputation + standard or quantile scaling (+ missing indicator).
+
+    After :meth:`fit` the imputation value is the median of the clipped values; after a DP fit
+    it is the noisy mean, and ``low`` / ``high`` are the declared public bounds.
+    """
 
     kind: ColumnKind = "continuous"
     mode: str = "standard"
     low: float = 0.0
     high: float = 0.0
     clipped_by_quantiles: bool = False
-    median: float = 0.0
+    clipped_by_bounds: bool = False
+    impute_value: float = 0.0
     mean: float = 0.0
     std: float = 1.0
     quantile_transformer: QuantileTransformer | None = None
 
     @staticmethod
-    def values(column: str, series: pd.Series) -> np.ndarray:
-        """The column as float64 with NaN for missing."""
+    def values(column: str, series: pd.Series, *, allow_infinite: bool = False) -> np.ndarray:
+        """The column as float64 with NaN for missing.
+
+        Infinite values raise unless ``allow_infinite`` (the DP fit clips them to the declared
+        bounds instead: an error that depends on the records would itself leak)."""
         dtype = series.dtype
         if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype)):
             raise UserInputError(
@@ -236,7 +306,7 @@ class _ContinuousEncoder(_Encoder):
             values = series.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             values = series.to_numpy(dtype=np.float64)
-        if np.isinf(values).any():
+        if not allow_infinite and np.isinf(values).any():
             raise UserInputError(
                 f"column {column!r} contains infinite values; replace them (e.g. with NaN) first"
             )
@@ -277,7 +347,7 @@ class _ContinuousEncoder(_Encoder):
             accesses.append(StatisticAccess(col, "min_max", "minimum and maximum (decoding range)"))
         self.low, self.high = float(low), float(high)
         clipped = np.clip(observed, self.low, self.high)
-        self.median = float(np.median(clipped))
+        self.impute_value = float(np.median(clipped))
         accesses.append(
             StatisticAccess(col, "median", "median of the clipped values (imputation value)")
         )
@@ -309,21 +379,28 @@ class _ContinuousEncoder(_Encoder):
             self.spans_rel.append((f"{col}__missing", "categorical", 2))
 
     def encoding(self) -> str:
-        clip = "clip to quantiles" if self.clipped_by_quantiles else "no clipping"
-        scale = (
-            "standardize (x - mean) / std"
-            if self.mode == "standard"
-            else "quantile transform to N(0, 1)"
-        )
-        parts = [clip, "median imputation", scale]
+        if self.clipped_by_bounds:
+            parts = [
+                "clip to declared bounds",
+                "DP-mean imputation",
+                "standardize (x - mean) / std with DP mean and std",
+            ]
+        else:
+            clip = "clip to quantiles" if self.clipped_by_quantiles else "no clipping"
+            scale = (
+                "standardize (x - mean) / std"
+                if self.mode == "standard"
+                else "quantile transform to N(0, 1)"
+            )
+            parts = [clip, "median imputation", scale]
         if self.has_missing:
             parts.append("missing indicator")
         return ", ".join(parts)
 
     def transform(self, series: pd.Series) -> np.ndarray:
-        values = self.values(self.label, series)
+        values = self.values(self.label, series, allow_infinite=self.clipped_by_bounds)
         missing = np.isnan(values)
-        filled = np.where(missing, self.median, np.clip(values, self.low, self.high))
+        filled = np.where(missing, self.impute_value, np.clip(values, self.low, self.high))
         if self.quantile_transformer is None:
             scaled = (filled - self.mean) / self.std
         else:
@@ -379,11 +456,16 @@ def _sorted_categories(values: list[Any]) -> list[Any]:
 
 @dataclass
 class _CategoricalEncoder(_Encoder):
-    """One-hot over the fitted categories; a missing value is its own (last) category."""
+    """One-hot over the fitted categories; a missing value is its own (last) category.
+
+    After a DP fit the categories are the declared public ones and ``unknown_as_missing`` is set:
+    a value outside them is encoded like a missing value.
+    """
 
     kind: ColumnKind = "categorical"
     categories: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     null_value: Any = None
+    unknown_as_missing: bool = False
     _index: pd.Index | None = None
 
     def fit(
@@ -425,7 +507,8 @@ class _CategoricalEncoder(_Encoder):
         self.spans_rel = [(col, "categorical", width)]
 
     def encoding(self) -> str:
-        text = f"one-hot over {len(self.categories)} categories"
+        declared = "declared " if self.unknown_as_missing else ""
+        text = f"one-hot over {len(self.categories)} {declared}categories"
         if self.has_missing:
             text += " + missing category"
         return text
@@ -435,6 +518,8 @@ class _CategoricalEncoder(_Encoder):
         n = len(series)
         missing = series.isna().to_numpy(dtype=bool)
         idx = self._index.get_indexer(series.astype(object).to_numpy())
+        if self.unknown_as_missing:
+            missing = missing | (idx < 0)
         idx[missing] = len(self.categories) if self.has_missing else -1
         out = np.zeros((n, self.width), dtype=np.float64)
         rows = np.flatnonzero(idx >= 0)
@@ -446,7 +531,10 @@ class _CategoricalEncoder(_Encoder):
         n_cats = len(self.categories)
         missing = idx >= n_cats
         if isinstance(self.dtype, pd.CategoricalDtype):
-            codes = np.where(missing, -1, idx)
+            # Position of each fitted category among the dtype's categories (-1: not one of
+            # them, decoded as missing); the identity unless a DP fit declared other categories.
+            dtype_codes = self.dtype.categories.get_indexer(pd.Index(self.categories))
+            codes = np.where(missing, -1, dtype_codes[np.minimum(idx, n_cats - 1)])
             return pd.Series(pd.Categorical.from_codes(codes, dtype=self.dtype), name=self.name)
         values = self.categories.take(np.minimum(idx, n_cats - 1))
         if missing.any():
@@ -468,6 +556,7 @@ class _DatetimeEncoder(_Encoder):
     mean: float = 0.0
     std: float = 1.0
     impute_int: int = 0
+    clip_to_range: bool = False  # DP fit: clip to the declared [start, end] before encoding
 
     @property
     def units_per_second(self) -> int:
@@ -534,12 +623,19 @@ class _DatetimeEncoder(_Encoder):
 
     def encoding(self) -> str:
         text = "ordinal seconds (standardized) + time-of-day sin/cos + day-of-week sin/cos"
+        if self.clip_to_range:
+            text = (
+                "clip to declared range, ordinal seconds (standardized with DP mean and std) + "
+                "time-of-day sin/cos + day-of-week sin/cos"
+            )
         if self.has_missing:
             text += " + missing indicator"
         return text
 
     def transform(self, series: pd.Series) -> np.ndarray:
         ints, missing = self._ints(series)
+        if self.clip_to_range:
+            ints = np.clip(ints, self.min_int, self.max_int)
         ints[missing] = self.impute_int
         ordinal = ((ints - self.min_int) / self.units_per_second - self.mean) / self.std
         tod_seconds = np.mod(ints, self.units_per_day) / self.units_per_second
@@ -581,6 +677,602 @@ class _DatetimeEncoder(_Encoder):
 
 
 # --------------------------------------------------------------------------------------------
+# Differentially private fit: public domain, statistics query, release
+# --------------------------------------------------------------------------------------------
+
+_FIX_PREFIX = "dataset.public_domain"
+# A numeric record touches count, sum(v), sum(v^2) with |v| <= 1: squared norm <= 3.
+_NUMERIC_SQUARED_SENSITIVITY = 3
+# Standard deviation floor, as a fraction of the declared range.
+_STD_FLOOR_FRACTION = 1e-3
+# Below this many noise stds of present values, a numeric column's noisy mean and std are noise:
+# the column falls back to the public default (midpoint, std of a uniform on the range).
+_FALLBACK_NOISE_STDS = 3.0
+# A missing-value span is added when the noisy missing count exceeds this many noise stds
+# (plus half a record): a column without missing values gets one with probability 0.13 %.
+_MISSING_SPAN_NOISE_STDS = 3.0
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
+
+
+def _declare_hint(column: str, kind: str) -> str:
+    if kind == "continuous":
+        return f"declare {_FIX_PREFIX}.{column}.bounds=[lo, hi]"
+    if kind == "datetime":
+        return f"declare {_FIX_PREFIX}.{column}.start=... and .end=... (timestamps)"
+    return f"declare {_FIX_PREFIX}.{column}.categories=[...]"
+
+
+def _holds_missing(dtype: Any) -> bool:
+    """Whether a column of this dtype can hold a missing value (numpy int / bool cannot)."""
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return True
+    return np.dtype(dtype).kind not in "iub"
+
+
+@dataclass(frozen=True)
+class PublicDomain:
+    """The public domain of each column a DP fit encodes: declared by the caller, never read
+    from the data.
+
+    Exactly one entry per column, which also fixes the column's encoding under
+    :meth:`TabularTransformer.fit_dp`:
+
+    Attributes:
+        bounds: ``{column: (lo, hi)}``, finite ``lo < hi``: a continuous column (int, float or
+            bool dtype). Values are clipped to ``[lo, hi]``, which is also the decoding range
+            (rounded inwards to whole numbers for integer dtypes).
+        categories: ``{column: (c1, c2, ...)}``, non-empty and distinct: a categorical column
+            (one-hot in this order). A value outside the list counts, and is encoded, as missing.
+        time_ranges: ``{column: (start, end)}``, tz-naive timestamps with ``start < end``
+            (both inclusive): a datetime column. Values are clipped to the range, which is also
+            the decoding range.
+
+    Keys are column names as strings (a frame column ``c`` is looked up as ``str(c)``).
+    :meth:`from_mapping` builds one from a config node; :meth:`to_dict` is its inverse.
+    """
+
+    # Any sequences on input; stored as read-only mappings of tuples (floats, the categories,
+    # pd.Timestamp pairs).
+    bounds: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    categories: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    time_ranges: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bounds: dict[str, tuple[float, float]] = {}
+        for key, value in dict(self.bounds).items():
+            col = str(key)
+            pair = list(value) if isinstance(value, Sequence | np.ndarray) else []
+            if (
+                isinstance(value, str)
+                or len(pair) != 2
+                or not all(_is_real(v) and math.isfinite(float(v)) for v in pair)
+                or not float(pair[0]) < float(pair[1])
+            ):
+                raise UserInputError(
+                    f"public domain of column {col!r}: bounds must be two finite numbers "
+                    f"lo < hi, got {value!r}; {_declare_hint(col, 'continuous')}"
+                )
+            bounds[col] = (float(pair[0]), float(pair[1]))
+        categories: dict[str, tuple[Any, ...]] = {}
+        for key, value in dict(self.categories).items():
+            col = str(key)
+            cats = (
+                list(value)
+                if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
+                else []
+            )
+            if not cats or not pd.Index(cats, dtype=object).is_unique:
+                raise UserInputError(
+                    f"public domain of column {col!r}: categories must be a non-empty list of "
+                    f"distinct values, got {value!r}; {_declare_hint(col, 'categorical')}"
+                )
+            categories[col] = tuple(cats)
+        time_ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+        for key, value in dict(self.time_ranges).items():
+            col = str(key)
+            bad = UserInputError(
+                f"public domain of column {col!r}: the time range must be two tz-naive "
+                f"timestamps start < end, got {value!r}; {_declare_hint(col, 'datetime')}"
+            )
+            pair = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+            if len(pair) != 2:
+                raise bad
+            try:
+                start, end = pd.Timestamp(pair[0]), pd.Timestamp(pair[1])
+            except (TypeError, ValueError) as err:
+                raise bad from err
+            if pd.isna(start) or pd.isna(end) or start.tzinfo or end.tzinfo or not start < end:
+                raise bad
+            time_ranges[col] = (start, end)
+        declared_twice = sorted(
+            (set(bounds) & set(categories))
+            | (set(bounds) & set(time_ranges))
+            | (set(categories) & set(time_ranges))
+        )
+        if declared_twice:
+            raise UserInputError(
+                f"public domain declares columns {declared_twice} more than once; give each "
+                "column exactly one of bounds, categories or a time range"
+            )
+        object.__setattr__(self, "bounds", MappingProxyType(bounds))
+        object.__setattr__(self, "categories", MappingProxyType(categories))
+        object.__setattr__(self, "time_ranges", MappingProxyType(time_ranges))
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Mapping[str, Any]]) -> PublicDomain:
+        """Build from ``{column: {"bounds": [lo, hi]} | {"categories": [...]} |
+        {"start": ..., "end": ...}}`` (the form of a ``dataset.public_domain`` config node)."""
+        bounds: dict[str, Any] = {}
+        categories: dict[str, Any] = {}
+        time_ranges: dict[str, Any] = {}
+        for key, entry in spec.items():
+            col = str(key)
+            keys = set(entry) if isinstance(entry, Mapping) else set()
+            if keys == {"bounds"}:
+                bounds[col] = entry["bounds"]
+            elif keys == {"categories"}:
+                categories[col] = entry["categories"]
+            elif keys == {"start", "end"}:
+                time_ranges[col] = (entry["start"], entry["end"])
+            else:
+                raise UserInputError(
+                    f"public domain of column {col!r} must have exactly one of the forms "
+                    "{bounds: [lo, hi]}, {categories: [...]} or {start: ..., end: ...}, got "
+                    f"{entry!r}"
+                )
+        return cls(bounds=bounds, categories=categories, time_ranges=time_ranges)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The :meth:`from_mapping` form, JSON-friendly (timestamps as ISO strings)."""
+        out: dict[str, dict[str, Any]] = {}
+        for col, (lo, hi) in self.bounds.items():
+            out[col] = {"bounds": [lo, hi]}
+        for col, cats in self.categories.items():
+            out[col] = {"categories": [_plain(c) for c in cats]}
+        for col, (start, end) in self.time_ranges.items():
+            out[col] = {"start": start.isoformat(), "end": end.isoformat()}
+        return out
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every declared column."""
+        return (*self.bounds, *self.categories, *self.time_ranges)
+
+    def kind(self, column: str) -> ColumnKind | None:
+        """The encoding the declaration implies, or ``None`` if ``column`` is not declared."""
+        if column in self.bounds:
+            return "continuous"
+        if column in self.categories:
+            return "categorical"
+        if column in self.time_ranges:
+            return "datetime"
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar (for JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class _QueryColumn:
+    """One column's block of the statistics query (see :class:`StatisticsQuery`)."""
+
+    name: Any
+    kind: ColumnKind
+    dtype: Any
+    start: int  # first coordinate of the block
+    low: float = 0.0  # declared bounds; datetime: integer timestamps in ``unit``
+    high: float = 1.0
+    categories: tuple[Any, ...] = ()
+    unit: str = "ns"
+
+    @property
+    def label(self) -> str:
+        return str(self.name)
+
+    @property
+    def width(self) -> int:
+        return len(self.categories) + 1 if self.kind == "categorical" else 4
+
+    @property
+    def squared_sensitivity(self) -> int:
+        return 1 if self.kind == "categorical" else _NUMERIC_SQUARED_SENSITIVITY
+
+    @property
+    def coordinates(self) -> list[str]:
+        col = self.label
+        if self.kind == "categorical":
+            return [f"{col}=={c!r}:count" for c in self.categories] + [
+                f"{col}:missing_or_other_count"
+            ]
+        return [f"{col}:count", f"{col}:sum_v", f"{col}:sum_v2", f"{col}:missing_count"]
+
+    def block(self, series: pd.Series) -> np.ndarray:
+        """Per-record contributions, shape ``(len(series), width)``; never raises on values."""
+        n = len(series)
+        out = np.zeros((n, self.width), dtype=np.float64)
+        if self.kind == "categorical":
+            missing = series.isna().to_numpy(dtype=bool)
+            idx = pd.Index(self.categories, dtype=object).get_indexer(
+                series.astype(object).to_numpy()
+            )
+            idx[missing | (idx < 0)] = len(self.categories)
+            out[np.arange(n), idx] = 1.0
+            return out
+        if self.kind == "continuous":
+            values = _ContinuousEncoder.values(self.label, series, allow_infinite=True)
+            missing = np.isnan(values)
+            offset = np.clip(np.where(missing, self.low, values), self.low, self.high) - self.low
+        else:
+            ints = series.to_numpy(dtype=f"datetime64[{self.unit}]").view(np.int64)
+            missing = series.isna().to_numpy(dtype=bool)
+            lo, hi = int(self.low), int(self.high)
+            offset = (np.clip(np.where(missing, lo, ints), lo, hi) - lo).astype(np.float64)
+        # v in [-1, 1]: the centred, scaled value.
+        v = 2.0 * offset / (self.high - self.low) - 1.0
+        present = ~missing
+        out[:, 0] = present
+        out[:, 1] = np.where(present, v, 0.0)
+        out[:, 2] = np.where(present, v * v, 0.0)
+        out[:, 3] = missing
+        return out
+
+
+class StatisticsQuery:
+    """The one vector query a DP fit releases: every statistic the DP encoding needs.
+
+    Built from the frame's *schema* (column names and dtypes) and the :class:`PublicDomain`
+    only. Per column, with ``v = 2 (clip(x, lo, hi) - lo) / (hi - lo) - 1`` in ``[-1, 1]``:
+
+    * continuous / datetime (4 coordinates): count of present values, sum of ``v``, sum of
+      ``v**2``, count of missing values;
+    * categorical with ``K`` declared categories (``K + 1`` coordinates): the count of each
+      category, and the count of missing-or-undeclared values.
+
+    Sensitivity (add/remove one record): a record adds the vector :meth:`contributions` gives it.
+    In a numeric column it adds either ``(1, v, v**2, 0)`` (squared norm ``1 + v**2 + v**4 <= 3``,
+    equality at ``v = +-1``, a value at a bound) or ``(0, 0, 0, 1)`` (norm 1); in a categorical
+    column it adds one to exactly one coordinate (norm 1). Blocks are disjoint, so the L2
+    sensitivity is exactly ``sqrt(3 * n_numeric + n_categorical)``.
+    """
+
+    def __init__(
+        self, dtypes: pd.Series, domain: PublicDomain, *, max_categories: int = 100
+    ) -> None:
+        if not isinstance(domain, PublicDomain):
+            raise UserInputError(
+                f"domain must be a PublicDomain, got {type(domain).__name__}; build one with "
+                "PublicDomain(bounds=..., categories=..., time_ranges=...) or "
+                "PublicDomain.from_mapping(...)"
+            )
+        columns: list[_QueryColumn] = []
+        start = 0
+        for name, dtype in dtypes.items():
+            spec = self._column(name, dtype, domain, start, max_categories)
+            columns.append(spec)
+            start += spec.width
+        self.columns: tuple[_QueryColumn, ...] = tuple(columns)
+        self.n_coordinates = start
+        self.coordinates: tuple[str, ...] = tuple(c for q in columns for c in q.coordinates)
+        self.l2_sensitivity = math.sqrt(sum(q.squared_sensitivity for q in columns))
+
+    @staticmethod
+    def _column(
+        name: Any, dtype: Any, domain: PublicDomain, start: int, max_categories: int
+    ) -> _QueryColumn:
+        col = str(name)
+        kind = domain.kind(col)
+        if kind is None:
+            try:
+                guess = _kind_for_dtype(col, dtype)
+            except UserInputError:
+                guess = "categorical"
+            raise UserInputError(
+                f"fit_dp: column {col!r} has no public domain; {_declare_hint(col, guess)} "
+                "from public knowledge (never from the data), or drop the column"
+            )
+        is_datetime = is_datetime64_any_dtype(dtype)
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            raise UserInputError(
+                f"column {col!r} is timezone-aware ({dtype}); convert it to tz-naive first, "
+                "e.g. series.dt.tz_convert('UTC').dt.tz_localize(None)"
+            )
+        if kind == "continuous":
+            if is_datetime or not (is_numeric_dtype(dtype) or is_bool_dtype(dtype)):
+                raise UserInputError(
+                    f"column {col!r} has dtype {dtype} but the public domain declares numeric "
+                    f"bounds; {_declare_hint(col, _kind_for_dtype(col, dtype))} instead"
+                )
+            _kind_for_dtype(col, dtype)  # rejects complex dtypes
+            lo, hi = domain.bounds[col]
+            if is_integer_dtype(dtype) and math.ceil(lo) > math.floor(hi):
+                raise UserInputError(
+                    f"column {col!r} has integer dtype {dtype} but its declared bounds "
+                    f"[{lo:g}, {hi:g}] contain no integer; {_declare_hint(col, 'continuous')}"
+                )
+            return _QueryColumn(name, "continuous", dtype, start, low=lo, high=hi)
+        if kind == "datetime":
+            if not is_datetime:
+                raise UserInputError(
+                    f"column {col!r} has dtype {dtype} but the public domain declares a time "
+                    "range; convert it with pd.to_datetime or declare bounds / categories"
+                )
+            unit = np.datetime_data(np.dtype(dtype))[0]
+            if unit not in _UNITS_PER_SECOND:
+                raise UserInputError(f"column {col!r}: unsupported datetime unit {unit!r}")
+            ts_start, ts_end = domain.time_ranges[col]
+            try:
+                lo_int = int(ts_start.to_datetime64().astype(f"datetime64[{unit}]").view(np.int64))
+                hi_int = int(ts_end.to_datetime64().astype(f"datetime64[{unit}]").view(np.int64))
+            except (OverflowError, ValueError) as err:  # pragma: no cover - extreme dates
+                raise UserInputError(
+                    f"column {col!r}: declared time range does not fit datetime64[{unit}]"
+                ) from err
+            if not lo_int < hi_int:
+                raise UserInputError(
+                    f"column {col!r}: declared time range is empty at resolution {unit!r}; "
+                    f"{_declare_hint(col, 'datetime')}"
+                )
+            return _QueryColumn(
+                name, "datetime", dtype, start, low=float(lo_int), high=float(hi_int), unit=unit
+            )
+        if is_datetime:
+            raise UserInputError(
+                f"column {col!r} is a datetime column but the public domain declares "
+                f"categories; {_declare_hint(col, 'datetime')}"
+            )
+        cats = domain.categories[col]
+        if (is_numeric_dtype(dtype) or is_bool_dtype(dtype)) and not all(
+            isinstance(c, Real | np.bool_) for c in cats
+        ):
+            raise UserInputError(
+                f"column {col!r} has dtype {dtype} but its declared categories {list(cats)!r} "
+                f"are not all numbers / booleans; {_declare_hint(col, 'categorical')} with "
+                "values of the column's type"
+            )
+        if len(cats) > max_categories:
+            raise UserInputError(
+                f"column {col!r} declares {len(cats)} categories, more than max_categories="
+                f"{max_categories}; raise max_categories or declare it continuous"
+            )
+        return _QueryColumn(name, "categorical", dtype, start, categories=tuple(cats))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each record's contribution, shape ``(len(frame), n_coordinates)``; the query's value
+        is its column sum. For tests and audits: the DP fit only needs :meth:`evaluate`."""
+        return np.concatenate([q.block(frame[q.name]) for q in self.columns], axis=1).reshape(
+            len(frame), self.n_coordinates
+        )
+
+    def evaluate(self, frame: pd.DataFrame) -> np.ndarray:
+        """The exact (non-private) value of the query on ``frame``, shape ``(n_coordinates,)``.
+
+        Never raises because of the values in ``frame`` (only its schema is checked, when the
+        query is built): an error that depends on the records would itself leak.
+        """
+        return np.concatenate([q.block(frame[q.name]).sum(axis=0) for q in self.columns])
+
+
+@dataclass(frozen=True)
+class DPRelease:
+    """What :meth:`TabularTransformer.fit_dp` released: one Gaussian mechanism.
+
+    The caller records it in the privacy ledger (:meth:`ledger_parameters`) and accounts for it
+    as one Gaussian mechanism with noise multiplier ``noise_multiplier`` (sensitivity-normalised),
+    sample rate 1, 1 step, add/remove-one-record adjacency. Everything here is the mechanism's
+    output or public, so it may be saved and published (except the noise seed, which is *not*
+    stored: knowing it would reveal the exact statistics).
+
+    Attributes:
+        mechanism: ``"gaussian"``.
+        noise_multiplier: noise standard deviation / L2 sensitivity.
+        l2_sensitivity: L2 sensitivity of the query (see :class:`StatisticsQuery`).
+        n_coordinates: length of the released vector.
+        records: the noisy total record count (post-processed: rounded, at least 1); the true
+            count is not released.
+        columns: the fitted columns, in order.
+        noise_std: ``noise_multiplier * l2_sensitivity``, the noise added to every coordinate.
+        coordinates: the name of each coordinate of ``noisy_statistics``.
+        noisy_statistics: the released vector (query value plus noise), before post-processing.
+        statistics: per column, the post-processed statistics the encoding uses (counts clamped
+            at 0; means / stds in the column's units, seconds since ``start`` for datetimes;
+            category counts and frequencies).
+    """
+
+    mechanism: str
+    noise_multiplier: float
+    l2_sensitivity: float
+    n_coordinates: int
+    records: int
+    columns: tuple[str, ...]
+    noise_std: float
+    coordinates: tuple[str, ...]
+    noisy_statistics: tuple[float, ...]
+    statistics: Mapping[str, Mapping[str, Any]]
+
+    def ledger_parameters(self) -> dict[str, Any]:
+        """The mechanism's parameters for a privacy-ledger entry (no data values)."""
+        return {
+            "mechanism": self.mechanism,
+            "noise_multiplier": self.noise_multiplier,
+            "l2_sensitivity": self.l2_sensitivity,
+            "noise_std": self.noise_std,
+            "n_coordinates": self.n_coordinates,
+            "sample_rate": 1.0,
+            "steps": 1,
+            "adjacency": "add/remove one record",
+            "noisy_records": self.records,
+        }
+
+    def category_counts(self, column: str) -> dict[Any, float]:
+        """Noisy counts (clamped at 0) of each declared category of a categorical column, e.g.
+        the class counts when the target is part of the fitted frame."""
+        stats = self.statistics.get(column)
+        if stats is None or stats["kind"] != "categorical":
+            categorical = [c for c, s in self.statistics.items() if s["kind"] == "categorical"]
+            raise UserInputError(
+                f"{column!r} is not a categorical column of this release; categorical columns "
+                f"are {categorical}"
+            )
+        return dict(zip(stats["categories"], stats["counts"], strict=True))
+
+    def category_frequencies(self, column: str) -> dict[Any, float]:
+        """:meth:`category_counts` normalised to sum to 1 (uniform if every count is 0)."""
+        counts = self.category_counts(column)
+        total = sum(counts.values())
+        if total <= 0:
+            return {c: 1.0 / len(counts) for c in counts}
+        return {c: v / total for c, v in counts.items()}
+
+
+def _numeric_from_noisy(
+    noisy: np.ndarray, noise_std: float
+) -> tuple[float, float, float, float, bool]:
+    """Post-process a numeric block ``(count, sum_v, sum_v2, missing)``.
+
+    Returns ``(count, mean_v, std_v, missing_count, missing_span)`` with counts clamped at 0,
+    ``mean_v`` in [-1, 1], ``std_v`` in [2e-3, 1] (the floor is 1e-3 of the declared range, which
+    is 2 in units of v) and ``missing_span`` true when the noisy missing count is clearly
+    positive. When the noisy count of present values is below ``max(0.5, 3 * noise_std)`` the
+    ratios would be noise: ``mean_v = 0`` and ``std_v = 1 / sqrt(3)`` (a uniform distribution on
+    the declared range), a public default.
+    """
+    count, sum_v, sum_v2, missing = (float(x) for x in noisy)
+    missing_span = missing > 0.5 + _MISSING_SPAN_NOISE_STDS * noise_std
+    if count < max(0.5, _FALLBACK_NOISE_STDS * noise_std):
+        return max(count, 0.0), 0.0, 1.0 / math.sqrt(3.0), max(missing, 0.0), missing_span
+    mean_v = min(max(sum_v / count, -1.0), 1.0)
+    second = min(max(sum_v2 / count, mean_v * mean_v), 1.0)
+    floor = 2.0 * _STD_FLOOR_FRACTION
+    std_v = max(math.sqrt(max(second - mean_v * mean_v, 0.0)), floor)
+    return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span
+
+
+def _numeric_from_query(
+    q: _QueryColumn, block: np.ndarray, noise_std: float
+) -> tuple[_Encoder, dict[str, Any]]:
+    """The continuous / datetime encoder and released statistics of one noisy numeric block."""
+    count, mean_v, std_v, missing, missing_span = _numeric_from_noisy(block, noise_std)
+    has_missing = missing_span and _holds_missing(q.dtype)
+    half_range = (q.high - q.low) / 2.0
+    if q.kind == "continuous":
+        mean = (q.low + q.high) / 2.0 + half_range * mean_v
+        std = half_range * std_v
+        low, high = q.low, q.high
+        if is_integer_dtype(q.dtype):
+            low, high = float(math.ceil(low)), float(math.floor(high))
+        cont = _ContinuousEncoder(
+            name=q.name,
+            dtype=q.dtype,
+            has_missing=has_missing,
+            mode="standard",
+            low=low,
+            high=high,
+            clipped_by_bounds=True,
+            impute_value=min(max(mean, low), high),
+            mean=mean,
+            std=std,
+        )
+        cont.spans_rel = [(q.label, "continuous", 1)]
+        if has_missing:
+            cont.spans_rel.append((f"{q.label}__missing", "categorical", 2))
+        stats: dict[str, Any] = {
+            "kind": "continuous",
+            "bounds": (q.low, q.high),
+            "count": count,
+            "missing_count": missing,
+            "mean": mean,
+            "std": std,
+        }
+        return cont, stats
+    ups = _UNITS_PER_SECOND[q.unit]
+    min_int, max_int = int(q.low), int(q.high)
+    half_seconds = half_range / ups
+    mean_seconds = half_seconds * (1.0 + mean_v)
+    dt = _DatetimeEncoder(
+        name=q.name,
+        dtype=q.dtype,
+        has_missing=has_missing,
+        unit=q.unit,
+        min_int=min_int,
+        max_int=max_int,
+        mean=mean_seconds,
+        std=half_seconds * std_v,
+        impute_int=min(min_int + round(mean_seconds * ups), max_int),
+        clip_to_range=True,
+    )
+    col = q.label
+    dt.spans_rel = [
+        (f"{col}__ordinal", "continuous", 1),
+        (f"{col}__hour_sin", "continuous", 1),
+        (f"{col}__hour_cos", "continuous", 1),
+        (f"{col}__dow_sin", "continuous", 1),
+        (f"{col}__dow_cos", "continuous", 1),
+    ]
+    if has_missing:
+        dt.spans_rel.append((f"{col}__missing", "categorical", 2))
+    start = pd.Timestamp(min_int, unit=q.unit)
+    end = pd.Timestamp(max_int, unit=q.unit)
+    stats = {
+        "kind": "datetime",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "count": count,
+        "missing_count": missing,
+        "mean_seconds_since_start": mean_seconds,
+        "std_seconds": half_seconds * std_v,
+    }
+    return dt, stats
+
+
+def _categorical_from_noisy(
+    q: _QueryColumn, block: np.ndarray, noise_std: float
+) -> tuple[_Encoder, dict[str, Any]]:
+    """The one-hot encoder over the declared categories and the released counts of one block."""
+    n_cats = len(q.categories)
+    counts = np.maximum(block[:n_cats], 0.0)
+    missing = float(block[n_cats])
+    has_missing = missing > 0.5 + _MISSING_SPAN_NOISE_STDS * noise_std and _holds_missing(q.dtype)
+    cat = _CategoricalEncoder(
+        name=q.name, dtype=q.dtype, has_missing=has_missing, unknown_as_missing=True
+    )
+    cat.categories = np.empty(n_cats, dtype=object)
+    cat.categories[:] = list(q.categories)
+    cat._index = pd.Index(cat.categories, dtype=object)
+    if is_object_dtype(q.dtype):
+        cat.null_value = None
+    elif isinstance(q.dtype, pd.api.extensions.ExtensionDtype):
+        cat.null_value = q.dtype.na_value
+    else:
+        cat.null_value = np.nan
+    cat.spans_rel = [(q.label, "categorical", n_cats + (1 if has_missing else 0))]
+    stats: dict[str, Any] = {
+        "kind": "categorical",
+        "categories": tuple(_plain(c) for c in q.categories),
+        "counts": tuple(float(c) for c in counts),
+        "missing_or_other_count": max(missing, 0.0),
+    }
+    return cat, stats
+
+
+def _check_frame(frame: Any, what: str, *, allow_no_rows: bool) -> None:
+    """Schema checks shared by fit and fit_dp (shape and names, never values)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise UserInputError(f"{what} expects a pandas DataFrame, got {type(frame).__name__}")
+    if frame.shape[1] == 0 or (frame.shape[0] == 0 and not allow_no_rows):
+        raise UserInputError(
+            f"cannot fit on an empty frame (shape {frame.shape}); need rows and columns"
+        )
+    if not frame.columns.is_unique:
+        dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise UserInputError(f"frame has duplicate column names: {dupes}")
+
+
+# --------------------------------------------------------------------------------------------
 # The transformer
 # --------------------------------------------------------------------------------------------
 
@@ -599,7 +1291,9 @@ class TabularTransformer:
             observed rows).
         seed: random state of the quantile transformer.
 
-    See the module docstring for the encodings, the decoding rules and the privacy caveat.
+    :meth:`fit` reads exact statistics of the records (not private); :meth:`fit_dp` fits the
+    same kind of encoding from one Gaussian-mechanism release (:attr:`release`). See the module
+    docstring for the encodings, the DP design, the decoding rules and the privacy caveats.
     """
 
     def __init__(
@@ -635,6 +1329,7 @@ class TabularTransformer:
         self._spans: list[OutputSpan] = []
         self._accesses: list[StatisticAccess] = []
         self._dtypes: pd.Series | None = None
+        self._release: DPRelease | None = None
         self._fitted = False
 
     # ---------------------------------------------------------------- fit
@@ -653,15 +1348,7 @@ class TabularTransformer:
         Returns:
             ``self``.
         """
-        if not isinstance(frame, pd.DataFrame):
-            raise UserInputError(f"fit expects a pandas DataFrame, got {type(frame).__name__}")
-        if frame.shape[0] == 0 or frame.shape[1] == 0:
-            raise UserInputError(
-                f"cannot fit on an empty frame (shape {frame.shape}); need rows and columns"
-            )
-        if not frame.columns.is_unique:
-            dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-            raise UserInputError(f"frame has duplicate column names: {dupes}")
+        _check_frame(frame, "fit", allow_no_rows=False)
         kinds_override = dict(column_kinds or {})
         unknown = [c for c in kinds_override if c not in frame.columns]
         if unknown:
@@ -699,7 +1386,127 @@ class TabularTransformer:
                 dt.fit(series, accesses=accesses)
                 encoder = dt
             encoders.append(encoder)
+        self._install(encoders, accesses, frame.dtypes)
+        self._release = None
+        return self
 
+    def fit_dp(
+        self,
+        frame: pd.DataFrame,
+        *,
+        domain: PublicDomain,
+        noise_multiplier: float,
+        seed: int | None,
+    ) -> TabularTransformer:
+        """Fit the encoding from ONE Gaussian-mechanism release of the statistics it needs.
+
+        The steps, in order: build the :class:`StatisticsQuery` from the frame's schema and the
+        public ``domain`` -> evaluate it on the records -> add ``N(0, (noise_multiplier *
+        l2_sensitivity)^2)`` noise to every coordinate -> post-process (see the module
+        docstring). Only the last step's inputs (the noisy vector and public information) decide
+        the encoding, so the fitted transformer is a post-processing of the release. The caller
+        charges :attr:`release` to the privacy ledger.
+
+        Args:
+            frame: the columns to model, in order (include the target to also release its
+                class counts). Only its schema (names, dtypes) and the query read it.
+            domain: public domain of every column of ``frame``; it fixes each column's encoding
+                (bounds -> continuous, categories -> categorical, time range -> datetime).
+            noise_multiplier: Gaussian noise standard deviation divided by the L2 sensitivity;
+                a positive finite number.
+            seed: seed of the noise generator. ``None`` draws fresh OS entropy; the DP guarantee
+                assumes the seed is kept secret (anyone who knows it can subtract the noise).
+
+        Returns:
+            ``self``.
+        """
+        if self.continuous_mode != "standard":
+            raise UserInputError(
+                f"fit_dp supports continuous_mode='standard' only, got {self.continuous_mode!r}: "
+                "a quantile transform needs many quantiles of the data, which this DP fit does "
+                "not release; use continuous_mode='standard' (or fit without DP)"
+            )
+        if not (_is_real(noise_multiplier) and 0.0 < float(noise_multiplier) < math.inf):
+            raise UserInputError(
+                f"noise_multiplier must be a positive finite number, got {noise_multiplier!r}"
+            )
+        if seed is not None and not (
+            isinstance(seed, Integral) and not isinstance(seed, bool) and seed >= 0
+        ):
+            raise UserInputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        _check_frame(frame, "fit_dp", allow_no_rows=True)
+        noise_multiplier = float(noise_multiplier)
+
+        # 1. The query, from public information only.
+        query = StatisticsQuery(frame.dtypes, domain, max_categories=self.max_categories)
+        # 2. + 3. Evaluate on the records and add Gaussian noise: the only access to the data.
+        noise_std = noise_multiplier * query.l2_sensitivity
+        rng = np.random.default_rng(seed)
+        noisy = query.evaluate(frame) + rng.normal(0.0, noise_std, query.n_coordinates)
+        # 4. Post-processing of the noisy vector and public information.
+        encoders: list[_Encoder] = []
+        accesses: list[StatisticAccess] = []
+        statistics: dict[str, Mapping[str, Any]] = {}
+        totals: list[tuple[float, int]] = []  # (noisy record count, coordinates summed)
+        mech = f"Gaussian mechanism, noise_multiplier={noise_multiplier:g}"
+        for q in query.columns:
+            block = noisy[q.start : q.start + q.width]
+            col = q.label
+            if q.kind == "categorical":
+                encoder, stats = _categorical_from_noisy(q, block, noise_std)
+                totals.append((float(block.sum()), q.width))
+                accesses.append(
+                    StatisticAccess(
+                        col,
+                        "dp_category_counts",
+                        f"noisy count of each declared category ({mech})",
+                        differentially_private=True,
+                    )
+                )
+                accesses.append(
+                    StatisticAccess(
+                        col,
+                        "dp_missing_count",
+                        f"noisy count of missing or undeclared values ({mech})",
+                        differentially_private=True,
+                    )
+                )
+            else:
+                encoder, stats = _numeric_from_query(q, block, noise_std)
+                totals.append((float(block[0] + block[3]), 2))
+                for statistic, what in (
+                    ("dp_count", "noisy count of present values"),
+                    ("dp_sum", "noisy sum of the clipped value scaled to [-1, 1]"),
+                    ("dp_sum_of_squares", "noisy sum of the squared scaled value"),
+                    ("dp_missing_count", "noisy count of missing values"),
+                ):
+                    accesses.append(StatisticAccess(col, statistic, f"{what} ({mech})", True))
+            encoders.append(encoder)
+            statistics[col] = MappingProxyType(stats)
+        # Noisy total count: inverse-variance weighted mean of the columns' count totals.
+        weights = [1.0 / m for _, m in totals]
+        records_estimate = sum(t * w for (t, _), w in zip(totals, weights, strict=True)) / sum(
+            weights
+        )
+        self._install(encoders, accesses, frame.dtypes)
+        self._release = DPRelease(
+            mechanism="gaussian",
+            noise_multiplier=noise_multiplier,
+            l2_sensitivity=query.l2_sensitivity,
+            n_coordinates=query.n_coordinates,
+            records=max(1, round(records_estimate)),
+            columns=tuple(q.label for q in query.columns),
+            noise_std=noise_std,
+            coordinates=query.coordinates,
+            noisy_statistics=tuple(float(x) for x in noisy),
+            statistics=MappingProxyType(statistics),
+        )
+        return self
+
+    def _install(
+        self, encoders: list[_Encoder], accesses: list[StatisticAccess], dtypes: pd.Series
+    ) -> None:
+        """Adopt fitted encoders and lay out their output spans."""
         spans: list[OutputSpan] = []
         offset = 0
         for encoder in encoders:
@@ -711,9 +1518,8 @@ class TabularTransformer:
         self._encoders = encoders
         self._spans = spans
         self._accesses = accesses
-        self._dtypes = frame.dtypes.copy()
+        self._dtypes = dtypes.copy()
         self._fitted = True
-        return self
 
     # ---------------------------------------------------------------- properties
 
@@ -748,13 +1554,30 @@ class TabularTransformer:
 
     @property
     def accesses(self) -> list[StatisticAccess]:
-        """Every statistic read from the real data during :meth:`fit` (not DP; see module doc)."""
+        """Every statistic read from the real data by the last fit: exact reads after
+        :meth:`fit` (``differentially_private`` false), noisy releases after :meth:`fit_dp`
+        (true; all of them one Gaussian mechanism, :attr:`release`)."""
         return list(self._accesses)
+
+    @property
+    def release(self) -> DPRelease | None:
+        """The Gaussian-mechanism release of the last :meth:`fit_dp`; ``None`` after
+        :meth:`fit` (or before any fit)."""
+        return self._release
+
+    @property
+    def differentially_private(self) -> bool:
+        """Whether the last fit was a DP release (:meth:`fit_dp`) rather than a raw read."""
+        self._require_fitted("differentially_private")
+        return self._release is not None
 
     def describe(self) -> list[dict[str, Any]]:
         """One dict per source column: ``name``, ``kind``, ``dtype``, ``encoding``, ``width``
-        (encoded columns, missing indicator included) and ``missing_indicator``."""
+        (encoded columns, missing indicator included), ``missing_indicator``, ``fit``
+        (``"dp_release"`` after :meth:`fit_dp`, ``"raw"`` after :meth:`fit`) and
+        ``differentially_private``."""
         self._require_fitted("describe")
+        private = self._release is not None
         return [
             {
                 "name": e.label,
@@ -763,6 +1586,8 @@ class TabularTransformer:
                 "encoding": e.encoding(),
                 "width": e.width,
                 "missing_indicator": e.has_missing and e.kind != "categorical",
+                "fit": "dp_release" if private else "raw",
+                "differentially_private": private,
             }
             for e in self._encoders
         ]
@@ -835,6 +1660,8 @@ class TabularTransformer:
 
     def __repr__(self) -> str:
         state = f"output_dim={self.output_dim}" if self._fitted else "unfitted"
+        if self._release is not None:
+            state += f", dp_release(noise_multiplier={self._release.noise_multiplier:g})"
         return (
             f"TabularTransformer(continuous_mode={self.continuous_mode!r}, "
             f"clip_quantiles={self.clip_quantiles!r}, {state})"

@@ -25,6 +25,10 @@ class SyntheticDataMethod(ABC):
         self, n: int, *, seed: int, class_mix: Mapping[Any, float] | None = None
     ) -> pd.DataFrame: ...
 
+    def privacy_summary(self) -> dict[str, Any]:
+        """Extra privacy facts for ``privacy_ledger.json`` (e.g. a noise controller's trace)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Weights of the released model (saved with the run)."""
         return {}

@@ -24,8 +24,19 @@ from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.transformer import OutputSpan
 from dpshare.errors import UserInputError
 from dpshare.models.base import SyntheticDataMethod
+from dpshare.models.dp import (
+    DPSettings,
+    PrivateTraining,
+    generator_step_context,
+    make_optimizer,
+    noise_generator,
+    wrap_module,
+)
+from dpshare.models.monitor import SignalMonitor
 from dpshare.models.networks import ConditionalGenerator, MLPDiscriminator
 from dpshare.models.registry import METHODS
+from dpshare.privacy.controllers import make_controller
+from dpshare.privacy.plan import PrivacyPlan
 
 
 class ConditionalGAN(pl.LightningModule):
@@ -47,6 +58,7 @@ class ConditionalGAN(pl.LightningModule):
         discriminator_steps: int,
         gumbel_tau: float,
         condition_on_label: bool,
+        private: PrivateTraining | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -63,11 +75,16 @@ class ConditionalGAN(pl.LightningModule):
             hidden_dims=generator_dims,
             spans=spans,
         )
-        self.discriminator = MLPDiscriminator(
+        discriminator = MLPDiscriminator(
             input_dim=self.generator.output_dim,
             condition_dim=self.condition_dim,
             hidden_dims=discriminator_dims,
             dropout=dropout,
+        )
+        # Under DP only the discriminator (the one module that reads real records) is wrapped.
+        self.private = private
+        self.discriminator = (
+            discriminator if private is None else wrap_module(discriminator, private.settings)
         )
         self.register_buffer("class_prior", torch.as_tensor(class_prior, dtype=torch.float32))
         self.generator_lr = generator_lr
@@ -110,52 +127,85 @@ class ConditionalGAN(pl.LightningModule):
             betas=self.betas,
             weight_decay=self.weight_decay,
         )
-        opt_d = torch.optim.Adam(
+        opt_d: torch.optim.Optimizer = torch.optim.Adam(
             self.discriminator.parameters(),
             lr=self.discriminator_lr,
             betas=self.betas,
             weight_decay=self.weight_decay,
         )
+        if self.private is not None:
+            opt_d = make_optimizer(
+                opt_d, self.private.settings, noise_generator=self.private.noise_generator
+            )
+            self.private.attach(optimizer=opt_d, module=self.discriminator)
         return [opt_g, opt_d]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x_real, y_real = batch
         opt_g, opt_d = self.optimizers()
-        n = x_real.size(0)
+        private = self.private
+        if private is not None and not private.may_step():
+            # Hard stop: the next noisy step would push the ledger past the target epsilon.
+            self.trainer.should_stop = True
+            return
+        n_real = x_real.size(0)
+        # Under DP the generated half has a fixed, data-independent size (Poisson batches vary).
+        n_fake = private.settings.expected_batch_size if private is not None else n_real
+        self._discriminator_step(opt_d, x_real, y_real, n_fake)
+        if private is not None:
+            private.after_step(self, step=self.discriminator_updates)
 
-        # Discriminator: real and fake in one loss, one optimizer step.
-        y_fake = self.sample_labels(n).to(x_real.device)
-        with torch.no_grad():
-            x_fake = self.generate(y_fake, hard=False)
-        logits_real = self.discriminator(x_real, self.condition(y_real))
-        logits_fake = self.discriminator(x_fake, self.condition(y_fake))
-        d_loss = F.binary_cross_entropy_with_logits(
-            logits_real, torch.ones_like(logits_real)
-        ) + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
-        self.discriminator_updates += 1
-        d_accuracy = 0.5 * ((logits_real > 0).float().mean() + (logits_fake < 0).float().mean())
-        self.log_dict(
-            {"train/d_loss": d_loss.detach(), "train/d_accuracy": d_accuracy},
-            on_step=True,
-            on_epoch=True,
-            prog_bar=False,
-        )
-
-        # Generator (post-processing of the discriminator: reads no real record).
+        # Generator: post-processing of the discriminator, reads no real record.
         if (batch_idx + 1) % self.discriminator_steps == 0:
-            self.discriminator.requires_grad_(False)
-            y_gen = self.sample_labels(n).to(x_real.device)
-            logits = self.discriminator(self.generate(y_gen, hard=False), self.condition(y_gen))
-            g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
-            self.discriminator.requires_grad_(True)
+            with generator_step_context(self.discriminator):
+                y_gen = self.sample_labels(n_fake).to(x_real.device)
+                logits = self.discriminator(self.generate(y_gen, hard=False), self.condition(y_gen))
+                g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+                opt_g.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+                opt_g.step()
             self.generator_updates += 1
             self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True)
+
+    def _discriminator_step(
+        self, opt_d: Any, x_real: torch.Tensor, y_real: torch.Tensor, n_fake: int
+    ) -> None:
+        """ONE optimizer step on real and generated records together (one mean loss over the
+        concatenated batch): under DP, one clipped and noised step, charged once."""
+        y_fake = self.sample_labels(n_fake).to(x_real.device)
+        with torch.no_grad():
+            x_fake = self.generate(y_fake, hard=False)
+        x = torch.cat([x_real, x_fake])
+        labels = torch.cat([y_real, y_fake])
+        targets = torch.cat([torch.ones(len(x_real)), torch.zeros(n_fake)]).to(x.device)
+        opt_d.zero_grad(set_to_none=True)
+        logits = self.discriminator(x, self.condition(labels))
+        if self.private is None:
+            d_loss = F.binary_cross_entropy_with_logits(logits, targets)
+            self.manual_backward(d_loss)
+        else:
+            d_loss = self.private.loss(logits, targets)
+            if isinstance(d_loss, torch.Tensor):
+                self.manual_backward(d_loss)
+            else:  # ghost clipping: Opacus's two-pass backward
+                d_loss.backward()
+        opt_d.step()
+        self.discriminator_updates += 1
+        fake_logits = logits[len(x_real) :].detach()
+        metrics = {"train/d_accuracy_fake": (fake_logits < 0).float().mean()}
+        if self.private is None:
+            # Under DP these would be releases computed on real records outside the
+            # accountant, so they are only logged for non-private runs.
+            real_logits = logits[: len(x_real)].detach()
+            metrics["train/d_loss"] = d_loss.detach()
+            metrics["train/d_accuracy"] = 0.5 * (
+                (real_logits > 0).float().mean() + metrics["train/d_accuracy_fake"]
+            )
+        else:
+            metrics["privacy/noise_multiplier"] = torch.as_tensor(
+                self.private.stepper.optimizer.noise_multiplier
+            )
+        self.log_dict(metrics, on_step=True, on_epoch=True, prog_bar=False)
 
 
 @METHODS.register("standard_gan")
@@ -165,10 +215,14 @@ class StandardGAN(SyntheticDataMethod):
 
     name = "standard_gan"
 
-    def __init__(self, cfg: Any, datamodule: TabularDataModule) -> None:
+    def __init__(
+        self, cfg: Any, datamodule: TabularDataModule, *, plan: PrivacyPlan | None = None
+    ) -> None:
         self.cfg = cfg
         self.datamodule = datamodule
+        self.plan = plan
         datamodule.setup()
+        self.private = None if plan is None else self._private_training(plan)
         self.module = ConditionalGAN(
             spans=datamodule.output_spans,
             class_prior=datamodule.class_prior.tolist(),
@@ -183,17 +237,92 @@ class StandardGAN(SyntheticDataMethod):
             discriminator_steps=cfg.discriminator_steps,
             gumbel_tau=cfg.gumbel_tau,
             condition_on_label=cfg.condition_on_label,
+            private=self.private,
+        )
+
+    def _private_training(self, plan: PrivacyPlan) -> PrivateTraining:
+        dm = self.datamodule
+        settings = DPSettings(
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            sample_rate=plan.sample_rate,
+            expected_batch_size=plan.expected_batch_size,
+            grad_sample_mode=plan.grad_sample_mode,
+            poisson_sampling=plan.poisson_sampling,
+        )
+        entry = dm.ledger.open_dp_sgd(
+            module="discriminator",
+            purpose="DP-SGD: per-sample clipping, Gaussian noise; real and generated records "
+            "in one clipped step per update",
+            records=dm.n_train,
+            sample_rate=plan.sample_rate,
+            poisson_sampling=plan.poisson_sampling,
+            max_grad_norm=plan.max_grad_norm,
+            expected_batch_size=plan.expected_batch_size,
+            grad_sample_mode=plan.grad_sample_mode,
+            planned_steps=plan.planned_steps,
+            noise_calibrated=plan.calibrated,
+            # a controller picks sigma from earlier outputs: account every step at the floor
+            adaptive_noise_floor=plan.sigma_min if plan.name != "fixed" else None,
+        )
+        controller = monitor = None
+        if plan.name != "fixed":
+            controller = make_controller(
+                plan.name,
+                noise_multiplier=plan.noise_multiplier,
+                max_grad_norm=plan.max_grad_norm,
+                sigma_min=plan.sigma_min,
+                sigma_max=plan.sigma_max,
+                **plan.controller_kwargs,
+            )
+            monitor = SignalMonitor(
+                plan=plan,
+                ledger=dm.ledger,
+                x_train=dm.x_train,
+                y_train=dm.y_train,
+                x_public=dm.x_public,
+                y_public=dm.y_public,
+                seed=dm.seed,
+                n_probe=plan.n_probe,
+            )
+        return PrivateTraining(
+            settings=settings,
+            ledger=dm.ledger,
+            entry=entry,
+            controller=controller,
+            monitor=monitor,
+            monitor_every=plan.monitor_every,
+            noise_generator=noise_generator(plan.noise_seed),
         )
 
     def fit(self, trainer: pl.Trainer) -> None:
         trainer.fit(self.module, datamodule=self.datamodule)
-        self.datamodule.ledger.record_non_private(
-            module="discriminator",
-            purpose="non-private SGD on real batches (no clipping, no noise)",
-            records=self.datamodule.n_train,
-            steps=self.module.discriminator_updates,
-            batch_size=self.datamodule.batch_size,
+        ledger = self.datamodule.ledger
+        if self.private is None:
+            ledger.record_non_private(
+                module="discriminator",
+                purpose="non-private SGD on real batches (no clipping, no noise)",
+                records=self.datamodule.n_train,
+                steps=self.module.discriminator_updates,
+                batch_size=self.datamodule.batch_size,
+            )
+            return
+        private = self.private
+        stepper = private._require_stepper()
+        ledger.update_parameters(
+            private.entry,
+            noisy_steps=stepper.noisy_steps,
+            stopped_by_budget=private.budget_stopped,
+            max_grad_norm_history=stepper.clip_history,
         )
+        if private.controller is not None:
+            ledger.update_parameters(private.entry, controller=private.controller.name)
+
+    def privacy_summary(self) -> dict[str, Any]:
+        """Controller trace for the run record (empty for non-private runs)."""
+        if self.private is None or self.private.controller is None:
+            return {}
+        return {"controller_history": self.private.controller.history}
 
     @torch.no_grad()
     def sample(

@@ -1,0 +1,219 @@
+"""From a ``privacy`` config to a concrete plan: sample rate, planned noisy steps, planned releases,
+a (calibrated) noise multiplier or noise range, and the noise controller.
+
+Calibration uses the ACTUAL number of noisy steps the run plans (epochs x Poisson steps per
+epoch) and the releases made or planned besides DP-SGD (the transformer's statistics, the
+moments a Frechet-distance signal compares to, one noisy count per monitored step). For the
+``pid`` and ``wgan_feedback`` controllers the calibrated sigma is the FLOOR of the noise range:
+every planned step fits the budget even if the controller sat at ``sigma_min`` throughout, and the
+ledger's hard stop guards the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dpshare.errors import UserInputError
+from dpshare.privacy.accounting import calibrate_noise_multiplier, check_accountant, check_delta
+
+SIGNAL_SOURCES = ("dp", "public_validation")
+TRANSFORMER_FITS = ("dp", "non_private")
+
+
+@dataclass
+class PrivacyPlan:
+    """Everything a training loop needs to run DP-SGD on one discriminator."""
+
+    name: str
+    sample_rate: float
+    expected_batch_size: int
+    steps_per_epoch: int
+    planned_steps: int
+    noise_multiplier: float  # initial sigma
+    max_grad_norm: float  # initial C
+    sigma_min: float
+    sigma_max: float
+    calibrated: bool
+    poisson_sampling: bool
+    grad_sample_mode: str
+    transformer_fit: str
+    release_noise_multiplier: float
+    signal_source: str
+    signal_noise_multiplier: float
+    signal_sample_rate: float
+    monitor_every: int
+    signals: tuple[str, ...]
+    n_probe: int = 256
+    noise_seed: int | None = None
+    planned_history: list[tuple[float, float, int]] = field(default_factory=list)
+    controller_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "controller_kwargs"}
+
+    def noise_rng(self, stream: int) -> np.random.Generator:
+        """A numpy generator for DP noise: OS entropy unless ``noise_seed`` is set (tests)."""
+        if self.noise_seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng([self.noise_seed, stream])
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    return getattr(cfg, key, default) if not isinstance(cfg, dict) else cfg.get(key, default)
+
+
+def plan_privacy(privacy: Any, *, n_train: int, batch_size: int, max_epochs: int) -> PrivacyPlan:
+    """Resolve a ``privacy`` config (``fixed`` | ``pid`` | ``wgan_feedback``) for a train split
+    of ``n_train`` records, ``batch_size`` expected real records per step, ``max_epochs``."""
+    name = privacy.name
+    check_accountant(privacy.accountant)
+    delta = check_delta(privacy.target_delta)
+    target = privacy.target_epsilon
+    if target is not None and not (math.isfinite(target) and target > 0):
+        raise UserInputError(f"privacy.target_epsilon must be > 0 (or null), got {target}")
+    if privacy.transformer_fit not in TRANSFORMER_FITS:
+        raise UserInputError(
+            f"privacy.transformer_fit={privacy.transformer_fit!r}; choose one of "
+            f"{list(TRANSFORMER_FITS)}"
+        )
+    if privacy.signal_source not in SIGNAL_SOURCES:
+        raise UserInputError(
+            f"privacy.signal_source={privacy.signal_source!r}; choose one of {list(SIGNAL_SOURCES)}"
+        )
+    for key in ("release_noise_multiplier", "signal_noise_multiplier", "max_grad_norm"):
+        if not _get(privacy, key) > 0:
+            raise UserInputError(f"privacy.{key} must be > 0, got {_get(privacy, key)}")
+    if not 0 < privacy.signal_sample_rate <= 1:
+        raise UserInputError(
+            f"privacy.signal_sample_rate must be in (0, 1], got {privacy.signal_sample_rate}"
+        )
+    if privacy.monitor_every < 1:
+        raise UserInputError(f"privacy.monitor_every must be >= 1, got {privacy.monitor_every}")
+    if max_epochs < 1:
+        raise UserInputError(f"trainer.max_epochs must be >= 1 under DP, got {max_epochs}")
+
+    sample_rate = batch_size / n_train
+    # Opacus's Poisson sampler yields int(1 / q) batches per epoch.
+    steps_per_epoch = int(1 / sample_rate) if privacy.poisson_sampling else n_train // batch_size
+    planned_steps = max_epochs * steps_per_epoch
+
+    planned: list[tuple[float, float, int]] = []
+    if privacy.transformer_fit == "dp":
+        # two Gaussian releases: the transformer's statistics and the class counts
+        planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * 2
+
+    signals: tuple[str, ...] = ()
+    controller_kwargs: dict[str, Any] = {}
+    if name == "pid":
+        settings = privacy.pid
+        weights = {k: float(v) for k, v in dict(settings.signal_weights).items() if v > 0}
+        signals = tuple(weights)
+        if "frechet_distance" in weights:
+            planned.append((float(privacy.release_noise_multiplier), 1.0, 1))
+        if "disc_accuracy" in weights and privacy.signal_source == "dp":
+            events = planned_steps // privacy.monitor_every
+            if events:
+                planned.append(
+                    (
+                        float(privacy.signal_noise_multiplier),
+                        float(privacy.signal_sample_rate),
+                        events,
+                    )
+                )
+        controller_kwargs = {
+            "kp": settings.kp,
+            "ki": settings.ki,
+            "kd": settings.kd,
+            "window": settings.window,
+            "setpoint": settings.setpoint,
+            "signal_weights": weights,
+            "max_step_change": settings.max_step_change,
+            "integral_limit": settings.integral_limit,
+            "fd_scale": settings.fd_scale,
+        }
+    elif name == "wgan_feedback":
+        settings = privacy.wgan_feedback
+        signals = ("generated_similarity",)
+        controller_kwargs = {
+            "clip_min": settings.clip_min,
+            "clip_max": settings.clip_max,
+            "similarity_threshold": settings.similarity_threshold,
+            "sigma_factor": settings.sigma_factor,
+            "clip_factor": settings.clip_factor,
+            "accuracy_weight": settings.accuracy_weight,
+            "patience": settings.patience,
+        }
+    elif name != "fixed":
+        raise UserInputError(f"privacy={name!r} is not a DP-SGD strategy")
+
+    calibrated = False
+    if name == "fixed":
+        sigma = privacy.noise_multiplier
+        if sigma is None:
+            if target is None:
+                raise UserInputError(
+                    "privacy=fixed needs privacy.noise_multiplier or privacy.target_epsilon"
+                )
+            sigma = calibrate_noise_multiplier(
+                target_epsilon=target,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=planned_steps,
+                prior_history=planned,
+            )
+            calibrated = True
+        sigma_min = sigma_max = float(sigma)
+        initial = float(sigma)
+    else:
+        sigma_min = settings.sigma_min
+        if sigma_min is None:
+            if target is None:
+                raise UserInputError(
+                    f"privacy={name} needs privacy.{name}.sigma_min or privacy.target_epsilon"
+                )
+            sigma_min = calibrate_noise_multiplier(
+                target_epsilon=target,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=planned_steps,
+                prior_history=planned,
+            )
+            calibrated = True
+        sigma_max = settings.sigma_max if settings.sigma_max is not None else 2.0 * sigma_min
+        if not 0 < sigma_min <= sigma_max:
+            raise UserInputError(
+                f"privacy.{name}: need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}"
+            )
+        initial = float(sigma_max)  # noise starts high (Deng 2026 Sec. 3.5; Tao 2020 Sec. 2.4)
+    max_grad_norm = float(privacy.max_grad_norm)
+    if name == "wgan_feedback":
+        max_grad_norm = float(privacy.wgan_feedback.clip_max)
+    return PrivacyPlan(
+        name=name,
+        sample_rate=sample_rate,
+        expected_batch_size=int(batch_size),
+        steps_per_epoch=steps_per_epoch,
+        planned_steps=planned_steps,
+        noise_multiplier=initial,
+        max_grad_norm=max_grad_norm,
+        sigma_min=float(sigma_min),
+        sigma_max=float(sigma_max),
+        calibrated=calibrated,
+        poisson_sampling=bool(privacy.poisson_sampling),
+        grad_sample_mode=privacy.grad_sample_mode,
+        transformer_fit=privacy.transformer_fit,
+        release_noise_multiplier=float(privacy.release_noise_multiplier),
+        signal_source=privacy.signal_source,
+        signal_noise_multiplier=float(privacy.signal_noise_multiplier),
+        signal_sample_rate=float(privacy.signal_sample_rate),
+        monitor_every=int(privacy.monitor_every),
+        signals=signals,
+        noise_seed=privacy.noise_seed,
+        n_probe=int(privacy.wgan_feedback.n_probe) if name == "wgan_feedback" else 256,
+        planned_history=planned,
+        controller_kwargs=controller_kwargs,
+    )
