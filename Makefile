@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SCALE ?= smoke
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow reproduce lint format clean
+.PHONY: install test test-slow reproduce audit lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-slow: $(STAMP)
 ## The main job on the embedded simulator; writes results/. SCALE=smoke|paper
 reproduce: $(STAMP)
 	$(PY) -m dpshare.reproduce scale=$(SCALE)
+
+## Canary audit of DP-SGD: empirical epsilon lower bound beside the accountant's epsilon.
+audit: $(STAMP)
+	$(PY) -m dpshare.audit
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests

@@ -297,3 +297,39 @@ def test_ghost_clipping_gives_the_same_clipped_sum_as_per_sample_hooks() -> None
         assert entry.steps == 1
     for g_hooks, g_ghost in zip(grads["hooks"], grads["ghost"], strict=True):
         assert torch.allclose(g_hooks, g_ghost, atol=1e-6)
+
+
+def test_fixed_size_batches_are_flagged_approximate(tmp_path) -> None:
+    cfg = compose_config(
+        [*DP_TINY, "privacy.target_epsilon=2.0", "privacy.poisson_sampling=false"],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert metrics["privacy/approximate"] == 1
+    assert metrics["privacy/epsilon_spent"] <= 2.0
+
+
+def test_pid_on_a_declared_public_validation_split(tmp_path) -> None:
+    cfg = compose_config(
+        [
+            *TINY,
+            "privacy=pid",
+            "privacy.target_delta=1e-4",
+            "privacy.monitor_every=5",
+            "privacy.signal_source=public_validation",
+            "+privacy.pid.signal_weights.val_utility=1.0",
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert metrics["privacy/declared_public_reads"] == 1
+    assert metrics["privacy/signal_steps"] == 0  # nothing charged: the split is declared public
+    ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
+    assert "controller_signals" in ledger["declared_public_reads"]
+    assert any("signal/val_utility" in h for h in ledger["controller_history"])
+
+
+def test_val_utility_without_a_public_split_is_refused() -> None:
+    cfg = compose_config([*TINY, "privacy=pid", "+privacy.pid.signal_weights.val_utility=1.0"])
+    with pytest.raises(UserInputError, match="public_validation"):
+        plan_privacy(cfg.privacy, n_train=1000, batch_size=100, max_epochs=1)

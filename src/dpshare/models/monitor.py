@@ -8,6 +8,9 @@
 - ``frechet_distance`` (Deng 2026 Sec. 3.5): Frechet distance between generated encoded rows and
   the real rows' mean/covariance, released ONCE through the Gaussian mechanism (charged), or
   computed on the public validation split.
+- ``val_utility`` (Deng 2026 Sec. 3.5, "validation set performance"): ROC-AUC on the validation
+  split of a logistic regression trained on generated rows; only with
+  ``signal_source=public_validation`` (the plan refuses it otherwise).
 - ``generated_similarity`` (Tao 2020 Sec. 2.4): similarity of successive generated results G1, G2
   from the same fixed latent vectors: synthetic only, no privacy cost.
 """
@@ -18,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from dpshare.privacy.controllers import generated_similarity
 from dpshare.privacy.ledger import SUBSAMPLED_GAUSSIAN, LedgerEntry, PrivacyLedger
@@ -53,7 +58,9 @@ class SignalMonitor:
         self.signal_entry: LedgerEntry | None = None
         self.real_moments: tuple[np.ndarray, np.ndarray] | None = None
         public = plan.signal_source == "public_validation"
-        needs_real = any(s in self.signals for s in ("disc_accuracy", "frechet_distance"))
+        needs_real = any(
+            s in self.signals for s in ("disc_accuracy", "frechet_distance", "val_utility")
+        )
         if public and needs_real:
             if x_public is None:
                 raise ValueError("signal_source=public_validation needs the validation split")
@@ -111,6 +118,10 @@ class SignalMonitor:
                 fake = self._generate(module, 2048, seed=int(self.rng.integers(2**31)))
                 mean, cov = fake.mean(axis=0), np.cov(fake, rowvar=False)
                 out["frechet_distance"] = frechet_distance(mean, cov, *self.real_moments)
+            if "val_utility" in self.signals and self.x_public is not None:
+                value = self._val_utility(module)
+                if value is not None:
+                    out["val_utility"] = value
             if "generated_similarity" in self.signals:
                 probe = self._generate(module, self.n_probe, seed=self.probe_seed)
                 if self.previous_probe is not None:
@@ -124,6 +135,23 @@ class SignalMonitor:
         generator = torch.Generator().manual_seed(seed)
         labels = module.sample_labels(n, generator=generator)
         return module.generate(labels, hard=True, generator=generator).cpu().numpy()
+
+    def _val_utility(self, module: Any) -> float | None:
+        """AUC on the (declared public) validation split of a classifier fitted on generated
+        rows: how the synthetic data would serve a downstream task."""
+        assert self.x_public is not None and self.y_public is not None
+        generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        labels = module.sample_labels(4096, generator=generator)
+        x = module.generate(labels, hard=True, generator=generator).cpu().numpy()
+        y = labels.cpu().numpy()
+        y_val = self.y_public.numpy()
+        if len(np.unique(y)) < 2 or len(np.unique(y_val)) < 2:
+            return None
+        model = LogisticRegression(max_iter=300).fit(x, y)
+        scores = model.predict_proba(self.x_public.numpy())
+        if scores.shape[1] == 2:
+            return float(roc_auc_score(y_val, scores[:, 1]))
+        return float(roc_auc_score(y_val, scores, multi_class="ovr", labels=model.classes_))
 
     def _disc_accuracy(self, module: Any) -> float | None:
         disc = module.discriminator

@@ -112,6 +112,12 @@ def plan_privacy(privacy: Any, *, n_train: int, batch_size: int, max_epochs: int
         settings = privacy.pid
         weights = {k: float(v) for k, v in dict(settings.signal_weights).items() if v > 0}
         signals = tuple(weights)
+        if "val_utility" in weights and privacy.signal_source != "public_validation":
+            raise UserInputError(
+                "privacy.pid.signal_weights.val_utility needs privacy.signal_source="
+                "public_validation (a downstream AUC on real records has no DP release here); "
+                "set its weight to 0 or declare the validation split public"
+            )
         if "frechet_distance" in weights:
             planned.append((float(privacy.release_noise_multiplier), 1.0, 1))
         if "disc_accuracy" in weights and privacy.signal_source == "dp":
