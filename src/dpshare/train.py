@@ -85,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test_fraction=cfg.dataset.test_fraction,
             split_seed=cfg.dataset.split_seed,
             stratify=cfg.dataset.stratify,
+            reference_fraction=cfg.dataset.reference_fraction,
         )
         data_seconds = time.perf_counter() - t0
         log.info("data: %s; splits %s", data.description, splits.sizes())

@@ -36,6 +36,7 @@ class DatasetConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     stratify: bool = True
+    reference_fraction: float = 0.0  # population split for attacks; never seen by generators
 
 
 @dataclass

@@ -8,7 +8,7 @@ building sequences, and are never synthesized.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,13 @@ class TabularData:
         column_kinds: optional per-column overrides for the transformer
             (``continuous`` | ``categorical`` | ``datetime``).
         description: one line for records and reports.
+        public_domain: column bounds/categories known without reading the records
+            (a ``dpshare.data.transformer.PublicDomain``); a DP transformer fit needs it.
+        predefined_test: optional boolean mask aligned with ``frame``: the dataset's official
+            test records (e.g. MNIST's t10k). When given, the test split is exactly these.
+        sequences: optional per-record arrays aligned with ``frame`` (e.g. MIMIC-III windows,
+            shape (n, T, V)) for temporal models; never part of the released flat schema.
+        sequence_features: names of the V variables in ``sequences``.
     """
 
     name: str
@@ -48,6 +55,9 @@ class TabularData:
     # Column bounds and categories known without looking at the records (a
     # ``dpshare.data.transformer.PublicDomain``); a DP fit of the transformer needs it.
     public_domain: Any = None
+    predefined_test: np.ndarray | None = None
+    sequences: np.ndarray | None = None
+    sequence_features: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.target not in self.frame.columns:
@@ -66,8 +76,16 @@ class TabularData:
                 f"dataset {self.name!r}: target column {self.target!r} has a single class; "
                 "a prediction task needs at least two"
             )
-        if self.group_ids is not None and len(self.group_ids) != len(self.frame):
-            raise UserInputError("group_ids must have one entry per record")
+        for name in ("group_ids", "predefined_test", "sequences"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.frame):
+                raise UserInputError(
+                    f"dataset {self.name!r}: {name} must have one entry per record"
+                )
+        if not self.frame.index.is_unique:
+            raise UserInputError(
+                f"dataset {self.name!r}: record identifiers (the index) must be unique"
+            )
 
     @property
     def feature_columns(self) -> list[str]:
@@ -89,17 +107,22 @@ class TabularData:
             stratify=self.frame[self.target].to_numpy(),
         )
         keep = np.sort(keep)
-        return TabularData(
-            name=self.name,
+        return replace(
+            self,
             frame=self.frame.iloc[keep],
-            target=self.target,
-            positive_label=self.positive_label,
             group_ids=None if self.group_ids is None else self.group_ids[keep],
-            time_column=self.time_column,
-            institution_column=self.institution_column,
-            column_kinds=dict(self.column_kinds),
-            description=self.description,
+            predefined_test=None if self.predefined_test is None else self.predefined_test[keep],
+            sequences=None if self.sequences is None else self.sequences[keep],
         )
+
+    def sequences_for(self, index: pd.Index) -> np.ndarray | None:
+        """The ``sequences`` rows of the records in ``index`` (e.g. one split)."""
+        if self.sequences is None:
+            return None
+        positions = self.frame.index.get_indexer(index)
+        if (positions < 0).any():
+            raise KeyError("some records are not in this dataset")
+        return self.sequences[positions]
 
 
 @dataclass
@@ -113,13 +136,20 @@ class DataSplits:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    # Population data disjoint from train and test, for attacks that need it (e.g. a membership
+    # attack's reference model); empty unless ``dataset.reference_fraction > 0``. Generators
+    # never see it.
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def sizes(self) -> dict[str, int]:
-        return {
+        out = {
             "train": len(self.train),
             "validation": len(self.validation),
             "test": len(self.test),
         }
+        if len(self.reference):
+            out["reference"] = len(self.reference)
+        return out
 
 
 def split_records(
@@ -129,28 +159,61 @@ def split_records(
     test_fraction: float,
     split_seed: int,
     stratify: bool = True,
+    reference_fraction: float = 0.0,
 ) -> DataSplits:
-    """Seeded record-level split; stratified by the target when ``stratify``."""
+    """Seeded record-level split; stratified by the target when ``stratify``.
+
+    With ``data.predefined_test`` the test split is the dataset's official test set and
+    ``test_fraction`` is ignored. ``reference_fraction`` of the non-test records form a reference
+    split (population data for attacks), drawn before train and validation.
+    """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
             raise UserInputError(f"dataset.{name} must be in (0, 1), got {value}")
-    if val_fraction + test_fraction >= 0.9:
+    if not 0.0 <= reference_fraction < 1.0:
         raise UserInputError(
-            f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction:.2f} "
-            "leaves less than 10% of the records for training; lower them"
+            f"dataset.reference_fraction must be in [0, 1), got {reference_fraction}"
         )
     frame = data.frame
-    labels = frame[data.target].to_numpy() if stratify else None
-    rest, test = train_test_split(
-        frame, test_size=test_fraction, random_state=split_seed, stratify=labels
-    )
+    if data.predefined_test is not None:
+        mask = np.asarray(data.predefined_test, dtype=bool)
+        if mask.all() or not mask.any():
+            raise UserInputError(
+                f"dataset {data.name!r}: the predefined test set must be a proper subset"
+            )
+        rest, test = frame[~mask], frame[mask]
+        test_fraction = len(test) / len(frame)
+    else:
+        labels = frame[data.target].to_numpy() if stratify else None
+        rest, test = train_test_split(
+            frame, test_size=test_fraction, random_state=split_seed, stratify=labels
+        )
+    train_share = (1.0 - test_fraction) * (1.0 - reference_fraction) - val_fraction
+    if train_share < 0.1:
+        raise UserInputError(
+            f"dataset.val_fraction={val_fraction}, test share {test_fraction:.2f} and "
+            f"dataset.reference_fraction={reference_fraction} leave {max(train_share, 0):.0%} "
+            "of the records for training (less than 10%); lower them"
+        )
+    reference = frame.iloc[:0]
+    if reference_fraction > 0:
+        rest, reference = train_test_split(
+            rest,
+            test_size=reference_fraction,
+            random_state=split_seed + 2,
+            stratify=rest[data.target].to_numpy() if stratify else None,
+        )
+    val_share = val_fraction * len(frame) / len(rest)
     rest_labels = rest[data.target].to_numpy() if stratify else None
     train, validation = train_test_split(
         rest,
-        test_size=val_fraction / (1.0 - test_fraction),
+        test_size=val_share,
         random_state=split_seed + 1,
         stratify=rest_labels,
     )
     return DataSplits(
-        train=train.sort_index(), validation=validation.sort_index(), test=test.sort_index()
+        train=train.sort_index(),
+        validation=validation.sort_index(),
+        test=test.sort_index(),
+        reference=reference.sort_index(),
     )
