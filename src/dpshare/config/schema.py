@@ -278,10 +278,33 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
+def _dataset_schemas() -> dict[str, type]:
+    """The real-data loaders keep their schemas next to their code; they import
+    :class:`DatasetConfig` from here, so they are imported lazily (no import cycle)."""
+    from dpshare.data.mimic3 import MIMIC3Config
+    from dpshare.data.mnist import MNISTConfig
+    from dpshare.data.table import BankMarketingConfig, Diabetes130Config, TableConfig
+
+    return {
+        "mimic3": MIMIC3Config,
+        "mnist": MNISTConfig,
+        "table": TableConfig,
+        "bank_marketing": BankMarketingConfig,
+        "diabetes130": Diabetes130Config,
+    }
+
+
+def group_schemas() -> dict[str, dict[str, type]]:
+    """Every config group's options and their schema dataclasses."""
+    groups = {group: dict(options) for group, options in _GROUP_SCHEMAS.items()}
+    groups["dataset"].update(_dataset_schemas())
+    return groups
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="root_schema", node=RootConfig)
-    for group, options in _GROUP_SCHEMAS.items():
+    for group, options in group_schemas().items():
         for name, node in options.items():
             cs.store(group=f"schema/{group}", name=name, node=node)

@@ -123,8 +123,16 @@ class TabularDataModule(pl.LightningDataModule):
                 "categories), which a DP fit of the transformer needs; declare one, or set "
                 "privacy.transformer_fit=non_private (the run is then not DP)"
             )
-        sigma = self.plan.release_noise_multiplier
         domain = self.data.public_domain
+        undeclared = [str(c) for c in features.columns if domain.kind(str(c)) is None]
+        if undeclared:
+            raise UserInputError(
+                f"dataset {self.data.name!r}: a DP fit of the transformer needs a public domain "
+                f"for every released column, and {undeclared} have none; declare "
+                "dataset.public_domain.<column> from public knowledge (never from the data), or "
+                f"leave them out: dataset.drop_columns=[{','.join(undeclared)}]"
+            )
+        sigma = self.plan.release_noise_multiplier
         self.transformer.fit_dp(
             features,
             domain=domain,

@@ -57,3 +57,47 @@ def load_bank_sim(cfg: Any, *, max_records: int | None) -> TabularData:
             f"target {bank_sim.TARGET_COLUMN} (rate {cfg.high_risk_rate})"
         ),
     )
+
+
+# The real-data loaders live in their own modules (imported on first use: pandas-heavy parsing
+# code and the MNIST downloader are not needed for a bank_sim run).
+
+
+@DATASETS.register("mimic3")
+def load_mimic3(cfg: Any, *, max_records: int | None) -> TabularData:
+    """MIMIC-III v1.4 ICU stays as fixed-length hourly windows (docs/mimic3.md)."""
+    from dpshare.data.mimic3 import load_mimic3 as load
+
+    return load(cfg, max_records=max_records)
+
+
+@DATASETS.register("mnist")
+def load_mnist(cfg: Any, *, max_records: int | None) -> TabularData:
+    """MNIST from its four IDX files, checksums verified (docs/mnist.md)."""
+    from dpshare.data.mnist import load_mnist as load
+
+    return load(cfg, max_records=max_records)
+
+
+@DATASETS.register("table")
+def load_table(cfg: Any, *, max_records: int | None) -> TabularData:
+    """Any CSV/TSV/Parquet table with a label column (docs/datasets.md)."""
+    from dpshare.data.table import load_table as load
+
+    return load(cfg, max_records=max_records)
+
+
+@DATASETS.register("bank_marketing")
+def load_bank_marketing(cfg: Any, *, max_records: int | None) -> TabularData:
+    """UCI Bank Marketing, bank-additional-full (docs/datasets.md)."""
+    from dpshare.data.table import load_bank_marketing as load
+
+    return load(cfg, max_records=max_records)
+
+
+@DATASETS.register("diabetes130")
+def load_diabetes130(cfg: Any, *, max_records: int | None) -> TabularData:
+    """UCI Diabetes 130-US hospitals, readmission within 30 days (docs/datasets.md)."""
+    from dpshare.data.table import load_diabetes130 as load
+
+    return load(cfg, max_records=max_records)

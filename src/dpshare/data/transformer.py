@@ -697,6 +697,14 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
 
 
+def _preview(names: Any, limit: int = 20) -> str:
+    """A list of column names for an error message, cut after ``limit`` (MNIST has 784)."""
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return str(names)
+    return f"{names[:limit]} ... and {len(names) - limit} more"
+
+
 def _declare_hint(column: str, kind: str) -> str:
     if kind == "continuous":
         return f"declare {_FIX_PREFIX}.{column}.bounds=[lo, hi]"
@@ -1354,7 +1362,7 @@ class TabularTransformer:
         if unknown:
             raise UserInputError(
                 f"column_kinds names columns not in the frame: {unknown}; "
-                f"frame columns are {list(frame.columns)}"
+                f"frame columns are {_preview(frame.columns)}"
             )
         bad = {c: k for c, k in kinds_override.items() if k not in _KINDS}
         if bad:
