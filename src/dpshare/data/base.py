@@ -41,6 +41,8 @@ class TabularData:
         sequences: optional per-record arrays aligned with ``frame`` (e.g. MIMIC-III windows,
             shape (n, T, V)) for temporal models; never part of the released flat schema.
         sequence_features: names of the V variables in ``sequences``.
+        sequence_bounds: public ``(lo, hi)`` of each sequence variable (e.g. MIMIC-III's valid
+            ranges), used to scale ``sequences`` without reading the records.
     """
 
     name: str
@@ -58,6 +60,7 @@ class TabularData:
     predefined_test: np.ndarray | None = None
     sequences: np.ndarray | None = None
     sequence_features: list[str] = field(default_factory=list)
+    sequence_bounds: dict[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.target not in self.frame.columns:

@@ -65,6 +65,11 @@ class TabularDataModule(pl.LightningDataModule):
         self.public_validation = public_validation
         self.x_public: torch.Tensor | None = None
         self.y_public: torch.Tensor | None = None
+        # Set by a method with a temporal part before setup(): batches then carry each record's
+        # window, scaled to [-1, 1] (``s_train``, shape (n, T, V)).
+        self.use_sequences = False
+        self.s_train: torch.Tensor | None = None
+        self.sequence_bounds: np.ndarray | None = None  # (V, 2): lo, hi per variable
         self._prepared = False
 
     # ------------------------------------------------------------------ fitting on real records
@@ -95,7 +100,51 @@ class TabularDataModule(pl.LightningDataModule):
             )
         self.x_train = torch.from_numpy(self.transformer.transform(features))
         self.y_train = torch.from_numpy(y.astype(np.int64))
+        if self.use_sequences:
+            self._prepare_sequences()
         self._prepared = True
+
+    def _prepare_sequences(self) -> None:
+        """Scale each record's window to [-1, 1] with public bounds (no read of the records
+        beyond the record's own window, which only its own per-sample gradient sees)."""
+        data = self.data
+        if data.sequences is None:
+            raise UserInputError(
+                f"dataset {data.name!r} has no sequences (fixed-length windows) for a temporal "
+                "discriminator; drop 'temporal' from method.heads (or use dataset=mimic3)"
+            )
+        windows = data.sequences_for(self.train_frame.index).astype(np.float32)
+        if data.sequence_bounds is not None:
+            missing = [f for f in data.sequence_features if f not in data.sequence_bounds]
+            if missing:
+                raise UserInputError(
+                    f"dataset {data.name!r}: sequence_bounds lacks {missing}; declare them"
+                )
+            bounds = np.array([data.sequence_bounds[f] for f in data.sequence_features], float)
+        elif self.plan is not None:
+            raise UserInputError(
+                f"dataset {data.name!r} declares no public bounds for its sequence variables, "
+                "which a DP run needs to scale them; declare sequence_bounds in the loader"
+            )
+        else:
+            flat = windows.reshape(-1, windows.shape[-1])
+            bounds = np.stack([np.nanmin(flat, 0), np.nanmax(flat, 0)], axis=1).astype(float)
+            bounds[:, 1] = np.maximum(bounds[:, 1], bounds[:, 0] + 1e-6)
+            self.ledger.record_non_private(
+                module="sequence_scaling",
+                purpose="min / max of each sequence variable on the train split",
+                records=len(windows),
+            )
+        lo, hi = bounds[:, 0], bounds[:, 1]
+        scaled = np.clip(2.0 * (windows - lo) / (hi - lo) - 1.0, -1.0, 1.0)
+        self.sequence_bounds = bounds
+        self.s_train = torch.from_numpy(np.nan_to_num(scaled).astype(np.float32))
+
+    def decode_sequences(self, scaled: np.ndarray) -> np.ndarray:
+        """Generated windows in [-1, 1] -> the variables' units, shape (n, T, V)."""
+        assert self.sequence_bounds is not None
+        lo, hi = self.sequence_bounds[:, 0], self.sequence_bounds[:, 1]
+        return ((np.clip(scaled, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
 
     def _fit_raw(self, features: pd.DataFrame, y: np.ndarray) -> None:
         self.transformer.fit(features, self.data.column_kinds or None)
@@ -179,7 +228,10 @@ class TabularDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Poisson-sampled batches under DP (Opacus DPDataLoader), shuffled batches otherwise."""
-        dataset = TensorDataset(self.x_train, self.y_train)
+        tensors = [self.x_train, self.y_train]
+        if self.s_train is not None:
+            tensors.append(self.s_train)
+        dataset = TensorDataset(*tensors)
         generator = torch.Generator().manual_seed(self.seed)
         if self.plan is not None and self.plan.poisson_sampling:
             return DPDataLoader(dataset, sample_rate=self.plan.sample_rate, generator=generator)

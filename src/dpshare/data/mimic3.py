@@ -967,6 +967,9 @@ def load_mimic3(cfg: Any, *, max_records: int | None) -> TabularData:
         public_domain=domain,
         sequences=extract.sequences,
         sequence_features=list(extract.sequence_features),
+        sequence_bounds={
+            name: (float(v.lower), float(v.upper)) for name, v in _selected_variables(s).items()
+        },
         description=(
             f"MIMIC-III ICU stays: {len(samples)} samples ({windows} of {s.window_hours} h) "
             f"from {extract.info['n_stays']} stays, {len(extract.sequence_features)} hourly "

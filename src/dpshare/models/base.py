@@ -29,6 +29,10 @@ class SyntheticDataMethod(ABC):
         """Extra privacy facts for ``privacy_ledger.json`` (e.g. a noise controller's trace)."""
         return {}
 
+    def artifacts(self) -> dict[str, Any]:
+        """Arrays released with the table (e.g. generated windows), saved as ``<name>.npy``."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Weights of the released model (saved with the run)."""
         return {}

@@ -25,7 +25,10 @@ import torch
 from opacus import GradSampleModule
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
-from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+from opacus.utils.fast_gradient_clipping_utils import (
+    DPLossFastGradientClipping,
+    DPTensorFastGradientClipping,
+)
 from torch import nn
 
 from dpshare.errors import UserInputError
@@ -170,6 +173,15 @@ class DPStepper:
             return dp_loss(logits, targets)
         return criterion(logits, targets)
 
+    def mean_loss(self, per_sample: torch.Tensor) -> torch.Tensor | DPTensorFastGradientClipping:
+        """The mean of a per-sample loss vector (e.g. a fused loss over several discriminator
+        heads); under ghost clipping wrapped so that ``backward()`` runs Opacus's two passes."""
+        if isinstance(self.module, GradSampleModuleFastGradientClipping):
+            return DPTensorFastGradientClipping(
+                self.module, self.optimizer, per_sample, loss_reduction="mean"
+            )
+        return per_sample.mean()
+
 
 def generator_step_context(module: nn.Module) -> _HooksOff:
     """Per-sample hooks off and parameters frozen while the generator backpropagates through
@@ -239,6 +251,9 @@ class PrivateTraining:
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> Any:
         return self._require_stepper().loss(logits, targets)
+
+    def mean_loss(self, per_sample: torch.Tensor) -> Any:
+        return self._require_stepper().mean_loss(per_sample)
 
     def after_step(self, module: Any, *, step: int) -> None:
         """Every ``monitor_every`` noisy steps: signals -> controller -> new sigma and C."""

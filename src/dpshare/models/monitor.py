@@ -31,8 +31,8 @@ from dpshare.privacy.signals import frechet_distance, noisy_count, release_momen
 
 
 class SignalMonitor:
-    """Computes a controller's signals from a GAN module (``generate``, ``discriminator``,
-    ``condition``, ``sample_labels``), charging every real-data signal to ``ledger``."""
+    """Computes a controller's signals from a GAN module (``monitor_sample``,
+    ``monitor_real_inputs``, ``monitor_score``), charging every real-data signal to ``ledger``."""
 
     def __init__(
         self,
@@ -131,19 +131,20 @@ class SignalMonitor:
             module.train(was_training)
         return out
 
+    # A module offers: monitor_sample(n, generator=, hard=) -> (x, labels, disc_inputs),
+    # monitor_real_inputs(x, y, positions) -> disc_inputs, monitor_score(disc_inputs) -> logits.
     def _generate(self, module: Any, n: int, *, seed: int) -> np.ndarray:
         generator = torch.Generator().manual_seed(seed)
-        labels = module.sample_labels(n, generator=generator)
-        return module.generate(labels, hard=True, generator=generator).cpu().numpy()
+        x, _, _ = module.monitor_sample(n, generator=generator, hard=True)
+        return x.cpu().numpy()
 
     def _val_utility(self, module: Any) -> float | None:
         """AUC on the (declared public) validation split of a classifier fitted on generated
         rows: how the synthetic data would serve a downstream task."""
         assert self.x_public is not None and self.y_public is not None
         generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
-        labels = module.sample_labels(4096, generator=generator)
-        x = module.generate(labels, hard=True, generator=generator).cpu().numpy()
-        y = labels.cpu().numpy()
+        x_t, labels, _ = module.monitor_sample(4096, generator=generator, hard=True)
+        x, y = x_t.cpu().numpy(), labels.cpu().numpy()
         y_val = self.y_public.numpy()
         if len(np.unique(y)) < 2 or len(np.unique(y_val)) < 2:
             return None
@@ -154,21 +155,24 @@ class SignalMonitor:
         return float(roc_auc_score(y_val, scores, multi_class="ovr", labels=model.classes_))
 
     def _disc_accuracy(self, module: Any) -> float | None:
-        disc = module.discriminator
         n_fake = max(int(self.plan.signal_sample_rate * len(self.x_train)), 64)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
-        y_fake = module.sample_labels(n_fake, generator=generator)
-        x_fake = module.generate(y_fake, hard=False, generator=generator)
-        acc_fake = float((disc(x_fake, module.condition(y_fake)) < 0).float().mean())
+        _, _, fake_inputs = module.monitor_sample(n_fake, generator=generator, hard=False)
+        acc_fake = float((module.monitor_score(fake_inputs) < 0).float().mean())
         if self.signal_entry is None:  # declared-public validation split
-            logits = disc(self.x_public, module.condition(self.y_public))
+            inputs = module.monitor_real_inputs(self.x_public, self.y_public, None)
+            logits = module.monitor_score(inputs)
             return 0.5 * (acc_fake + float((logits > 0).float().mean()))
         sigma = self.plan.signal_noise_multiplier
         if not self.ledger.allows([(self.signal_entry, sigma)]):
             return None  # the budget is spent: no more signals (the controller keeps its state)
         mask = self.rng.random(len(self.x_train)) < self.plan.signal_sample_rate  # Poisson
-        x, y = self.x_train[torch.from_numpy(mask)], self.y_train[torch.from_numpy(mask)]
-        correct = float((disc(x, module.condition(y)) > 0).sum()) if len(x) else 0.0
+        positions = torch.from_numpy(np.flatnonzero(mask))
+        x, y = self.x_train[positions], self.y_train[positions]
+        correct = 0.0
+        if len(x):
+            logits = module.monitor_score(module.monitor_real_inputs(x, y, positions))
+            correct = float((logits > 0).sum())
         noisy = noisy_count(correct, noise_multiplier=sigma, rng=self.rng)
         self.ledger.step(self.signal_entry, sigma)
         expected = self.plan.signal_sample_rate * len(self.x_train)  # n is public (as in Opacus)

@@ -119,6 +119,22 @@ class ConditionalGAN(pl.LightningModule):
         raw = self.generator(z, self.condition(labels))
         return self.generator.activate(raw, tau=self.gumbel_tau, hard=hard)
 
+    # ------------------------------------------------- what the signal monitor calls
+    def monitor_sample(
+        self, n: int, *, generator: torch.Generator | None, hard: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[Any, ...]]:
+        labels = self.sample_labels(n, generator=generator)
+        x = self.generate(labels, hard=hard, generator=generator)
+        return x, labels, (x, self.condition(labels))
+
+    def monitor_real_inputs(
+        self, x: torch.Tensor, y: torch.Tensor, positions: torch.Tensor | None
+    ) -> tuple[Any, ...]:
+        return (x, self.condition(y))
+
+    def monitor_score(self, inputs: tuple[Any, ...]) -> torch.Tensor:
+        return self.discriminator(*inputs)
+
     # ----------------------------------------------------------------------------- training
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opt_g = torch.optim.Adam(
@@ -221,9 +237,23 @@ class StandardGAN(SyntheticDataMethod):
         self.cfg = cfg
         self.datamodule = datamodule
         self.plan = plan
+        self.prepare_datamodule(datamodule)
         datamodule.setup()
         self.private = None if plan is None else self._private_training(plan)
-        self.module = ConditionalGAN(
+        self.module = self.build_module(cfg, datamodule)
+
+    def prepare_datamodule(self, datamodule: TabularDataModule) -> None:
+        """Hook for subclasses: configure the DataModule before it reads the real records."""
+
+    # The DP-SGD ledger entry of the module that reads real records.
+    ledger_module = "discriminator"
+    ledger_purpose = (
+        "DP-SGD: per-sample clipping, Gaussian noise; real and generated records in one "
+        "clipped step per update"
+    )
+
+    def build_module(self, cfg: Any, datamodule: TabularDataModule) -> pl.LightningModule:
+        return ConditionalGAN(
             spans=datamodule.output_spans,
             class_prior=datamodule.class_prior.tolist(),
             latent_dim=cfg.latent_dim,
@@ -251,9 +281,8 @@ class StandardGAN(SyntheticDataMethod):
             poisson_sampling=plan.poisson_sampling,
         )
         entry = dm.ledger.open_dp_sgd(
-            module="discriminator",
-            purpose="DP-SGD: per-sample clipping, Gaussian noise; real and generated records "
-            "in one clipped step per update",
+            module=self.ledger_module,
+            purpose=self.ledger_purpose,
             records=dm.n_train,
             sample_rate=plan.sample_rate,
             poisson_sampling=plan.poisson_sampling,
@@ -299,8 +328,8 @@ class StandardGAN(SyntheticDataMethod):
         trainer.fit(self.module, datamodule=self.datamodule)
         ledger = self.datamodule.ledger
         if self.private is None:
-            ledger.record_non_private(
-                module="discriminator",
+            self.ledger_entry = ledger.record_non_private(
+                module=self.ledger_module,
                 purpose="non-private SGD on real batches (no clipping, no noise)",
                 records=self.datamodule.n_train,
                 steps=self.module.discriminator_updates,
@@ -308,6 +337,7 @@ class StandardGAN(SyntheticDataMethod):
             )
             return
         private = self.private
+        self.ledger_entry = private.entry
         stepper = private._require_stepper()
         ledger.update_parameters(
             private.entry,

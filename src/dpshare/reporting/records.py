@@ -89,6 +89,17 @@ def write_table(frame: pd.DataFrame, run_dir: Path, *, csv: bool) -> dict[str, s
     return schema
 
 
+def write_array(path: Path, array: Any) -> Path:
+    """One NumPy array as ``.npy`` (e.g. generated windows, shape (n, T, V))."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+
+    return _atomic(path, write)
+
+
 def write_torch(path: Path, state: Mapping[str, Any]) -> Path:
     import torch
 
