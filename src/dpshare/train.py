@@ -27,6 +27,7 @@ from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
 from dpshare.loggers import build_loggers, finish_loggers, log_summary
 from dpshare.models import METHODS
+from dpshare.models.base import SyntheticDataMethod
 from dpshare.privacy import BudgetExceededError, PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
@@ -48,6 +49,12 @@ def _quiet_libraries() -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one configuration end to end and return its metrics (also in ``metrics.json``)."""
+    return train_method(cfg)[0]
+
+
+def train_method(cfg: DictConfig) -> tuple[dict[str, Any], SyntheticDataMethod]:
+    """:func:`train`, also returning the fitted method (its ``sample`` draws more rows;
+    :func:`dpshare.api.fit` is the friendlier entry point)."""
     _quiet_libraries()
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,9 +127,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         n_synthetic = cfg.method.sample_size or datamodule.n_train
-        synthetic = method.sample(n_synthetic, seed=cfg.seed)
+        generation = {
+            key: OmegaConf.to_container(cfg.method[key], resolve=True)
+            for key in ("class_mix", "conditions")
+            if cfg.method.get(key)
+        }
+        synthetic = method.sample(n_synthetic, seed=cfg.seed, **generation)
         sample_seconds = time.perf_counter() - t0
         records.write_table(synthetic, run_dir, csv=cfg.save_synthetic_csv)
+        for name, array in method.artifacts().items():
+            records.write_array(run_dir / f"{name}.npy", array)
         records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
 
         t0 = time.perf_counter()
@@ -175,7 +189,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         status = "success"
         run_info.update(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         records.write_json(run_dir / records.RUN_FILE, run_info)
-        return metrics
+        return metrics, method
     except BaseException as exc:
         run_info.update(
             status="failed",

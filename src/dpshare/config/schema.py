@@ -77,6 +77,40 @@ class StandardGANConfig:
     condition_on_label: bool = True
     continuous_mode: str = "standard"
     sample_size: int | None = None  # synthetic rows; None = size of the real train split
+    class_mix: Any = None  # class value -> share of the released rows; None = released prior
+
+
+@dataclass
+class MultiDiscGANConfig(StandardGANConfig):
+    """The Deng 2026 framework (docs/multidisc_gan.md): conditional generator, discriminator
+    cluster with a shared trunk (``discriminator_dims``) and weighted fusion, controllable
+    generation."""
+
+    name: str = "multidisc_gan"
+    heads: Any = None  # list of plain|statistical|semantic|temporal; None = automatic
+    shared_trunk: bool = True
+    fusion: str = "fixed"  # fixed | loss_scale
+    fusion_weights: Any = None  # head -> weight (default 1 each); checked by the module
+    fusion_ema: float = 0.9
+    head_hidden: int = 128
+    head_lr: Any = None  # trunk|head -> lr; checked by the module
+    rff_features: int = 128
+    rff_bandwidth: float = 1.0
+    temporal_kernel: int = 5
+    temporal_channels: int = 32
+    sequence_hidden: int = 64
+    sequence_noise_dim: int = 8
+    condition_columns: list[str] = field(default_factory=list)
+    condition_loss_weight: float = 1.0
+    conditions: Any = None  # column -> value fixed in every released row
+    refine: dict[str, Any] = field(
+        default_factory=lambda: {
+            "filter_conditions": True,
+            "match_marginals": False,
+            "oversample": 3.0,
+        }
+    )
+    log_epsilon_every: int = 50
 
 
 # --------------------------------------------------------------------------------------- privacy
@@ -264,7 +298,7 @@ class RootConfig:
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"bank_sim": BankSimConfig},
-    "method": {"standard_gan": StandardGANConfig},
+    "method": {"standard_gan": StandardGANConfig, "multidisc_gan": MultiDiscGANConfig},
     "privacy": {
         "none": PrivacyConfig,
         "fixed": DPConfig,

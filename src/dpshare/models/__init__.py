@@ -1,7 +1,10 @@
 """Methods (generators and, later, released models). Importing this package registers them all;
 a method whose import fails raises here instead of silently vanishing from the registry."""
 
-from dpshare.models import standard_gan  # noqa: F401  (registers "standard_gan")
+from dpshare.models import (
+    multidisc,  # noqa: F401  (registers "multidisc_gan")
+    standard_gan,  # noqa: F401  (registers "standard_gan")
+)
 from dpshare.models.registry import METHODS
 
 __all__ = ["METHODS"]
