@@ -195,6 +195,15 @@ def test_dp_cluster_trunk_and_heads_live_in_the_dp_optimizer_and_steps_are_count
     assert entry.parameters["noisy_steps"] == steps
     assert entry.parameters["head_steps"] == {"statistical": steps, "semantic": steps}
     assert ledger.epsilon_spent() <= cfg.privacy.target_epsilon + 1e-9
+    # the generator step reads no real record and never moves the trunk or a head
+    before = [p.detach().clone() for p in module.discriminator.parameters()]
+    charged = ledger.epsilon_spent()
+    module.log_dict = lambda *args, **kwargs: None  # outside a Lightning loop
+    module._generator_step(opt_g, 64, torch.device("cpu"))
+    after = list(module.discriminator.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert all(getattr(p, "grad_sample", None) is None for p in after)
+    assert ledger.epsilon_spent() == charged
 
 
 def test_class_mix_and_conditions_are_respected() -> None:
