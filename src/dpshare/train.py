@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,9 +26,10 @@ from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
+from dpshare.evaluation.utility import evaluate_released_model
 from dpshare.loggers import build_loggers, finish_loggers, log_summary
 from dpshare.models import METHODS
-from dpshare.models.base import SyntheticDataMethod
+from dpshare.models.base import ReleasedModelMethod, SyntheticDataMethod
 from dpshare.privacy import BudgetExceededError, PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
@@ -52,7 +54,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return train_method(cfg)[0]
 
 
-def train_method(cfg: DictConfig) -> tuple[dict[str, Any], SyntheticDataMethod]:
+def train_method(
+    cfg: DictConfig,
+) -> tuple[dict[str, Any], SyntheticDataMethod | ReleasedModelMethod]:
     """:func:`train`, also returning the fitted method (its ``sample`` draws more rows;
     :func:`dpshare.api.fit` is the friendlier entry point)."""
     _quiet_libraries()
@@ -126,22 +130,25 @@ def train_method(cfg: DictConfig) -> tuple[dict[str, Any], SyntheticDataMethod]:
         fit_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        n_synthetic = cfg.method.sample_size or datamodule.n_train
-        generation = {
-            key: OmegaConf.to_container(cfg.method[key], resolve=True)
-            for key in ("class_mix", "conditions")
-            if cfg.method.get(key)
-        }
-        synthetic = method.sample(n_synthetic, seed=cfg.seed, **generation)
-        sample_seconds = time.perf_counter() - t0
-        records.write_table(synthetic, run_dir, csv=cfg.save_synthetic_csv)
+        synthetic: pd.DataFrame | None = None
+        if isinstance(method, ReleasedModelMethod):  # the artifact is the model itself
+            sample_seconds = 0.0
+        else:
+            n_synthetic = cfg.method.sample_size or datamodule.n_train
+            generation = {
+                key: OmegaConf.to_container(cfg.method[key], resolve=True)
+                for key in ("class_mix", "conditions")
+                if cfg.method.get(key)
+            }
+            synthetic = method.sample(n_synthetic, seed=cfg.seed, **generation)
+            sample_seconds = time.perf_counter() - t0
+            records.write_table(synthetic, run_dir, csv=cfg.save_synthetic_csv)
         for name, array in method.artifacts().items():
             records.write_array(run_dir / f"{name}.npy", array)
         records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
 
         t0 = time.perf_counter()
-        metrics: dict[str, Any] = evaluate_utility(
-            synthetic=synthetic,
+        eval_kwargs: dict[str, Any] = dict(
             real_train=splits.train,
             real_test=splits.test,
             target=data.target,
@@ -152,6 +159,14 @@ def train_method(cfg: DictConfig) -> tuple[dict[str, Any], SyntheticDataMethod]:
             max_train_rows=cfg.eval.max_train_rows,
             seed=cfg.eval.seed,
         )
+        metrics: dict[str, Any]
+        if synthetic is None:
+            assert isinstance(method, ReleasedModelMethod)
+            metrics = evaluate_released_model(
+                predict_proba=method.predict_proba, model_classes=method.classes, **eval_kwargs
+            )
+        else:
+            metrics = evaluate_utility(synthetic=synthetic, **eval_kwargs)
         eval_seconds = time.perf_counter() - t0
 
         target = data.target
@@ -161,15 +176,16 @@ def train_method(cfg: DictConfig) -> tuple[dict[str, Any], SyntheticDataMethod]:
                 "data/n_train": len(splits.train),
                 "data/n_validation": len(splits.validation),
                 "data/n_test": len(splits.test),
-                "data/n_synthetic": len(synthetic),
+                "data/n_synthetic": 0 if synthetic is None else len(synthetic),
                 "data/n_features": len(data.feature_columns),
                 "data/encoded_dim": datamodule.transformer.output_dim,
                 "data/positive_rate_train": float(
                     (splits.train[target] == data.positive_label).mean()
                 ),
-                "data/positive_rate_synthetic": float(
-                    (synthetic[target] == data.positive_label).mean()
-                ),
+                "data/positive_rate_synthetic": None
+                if synthetic is None
+                else float((synthetic[target] == data.positive_label).mean()),
+                "data/artifact": "model" if synthetic is None else "synthetic",
                 "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
                 "train/generator_steps": getattr(method.module, "generator_updates", 0),
                 "runtime/data_seconds": data_seconds,
@@ -214,8 +230,20 @@ def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, Pri
             f"method.batch_size={batch_size} must be between 1 and the real train split's size "
             f"({n_train} records)"
         )
+    # FedAvg: a record is visited local_epochs times in each of the rounds
+    epochs = (
+        int(cfg.method.rounds) * int(cfg.method.local_epochs)
+        if "rounds" in cfg.method
+        else cfg.trainer.max_epochs
+    )
+    method_cls = METHODS.get(cfg.method.name)
     plan = plan_privacy(
-        privacy, n_train=n_train, batch_size=batch_size, max_epochs=cfg.trainer.max_epochs
+        privacy,
+        n_train=n_train,
+        batch_size=batch_size,
+        max_epochs=epochs,
+        class_counts_release=getattr(method_cls, "releases_class_counts", True),
+        transformer_release=getattr(method_cls, "releases_transformer_stats", True),
     )
     ledger = PrivacyLedger(
         accountant=privacy.accountant,
@@ -285,10 +313,12 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{value:.3f}"
 
+    scheme = "model" if metrics.get("data/artifact") == "model" else "tstr"
+    label = scheme.upper()
     return (
         f"run record: {run_dir}\n"
-        f"  TSTR AUC {fmt('utility/tstr_auc')} | TRTR AUC {fmt('utility/trtr_auc')} | "
-        f"TSTR F1 {fmt('utility/tstr_f1')} | TRTR F1 {fmt('utility/trtr_f1')} | "
+        f"  {label} AUC {fmt(f'utility/{scheme}_auc')} | TRTR AUC {fmt('utility/trtr_auc')} | "
+        f"{label} F1 {fmt(f'utility/{scheme}_f1')} | TRTR F1 {fmt('utility/trtr_f1')} | "
         f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
         f"fit {metrics.get('runtime/fit_seconds', 0):.1f} s"
     )

@@ -81,6 +81,60 @@ class StandardGANConfig:
 
 
 @dataclass
+class DPLRConfig:
+    """A classifier trained with DP-SGD whose released artifact is the model: the Deng 2026
+    "DP logistic regression" baseline (``hidden_dims: []``; a list gives an MLP)."""
+
+    name: str = "dp_lr"
+    hidden_dims: list[int] = field(default_factory=list)
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 500
+    continuous_mode: str = "standard"
+    sample_size: int | None = None  # unused: the artifact is a model
+
+
+@dataclass
+class FedAvgConfig(DPLRConfig):
+    """Federated averaging (McMahan et al. 2017) of the ``dp_lr`` classifier across the
+    dataset's institutions; optional DP-SGD at the clients (sample-level)."""
+
+    name: str = "fedavg"
+    rounds: int = 20
+    local_epochs: int = 1
+    client_fraction: float = 1.0
+    weighting: str = "size"  # size | uniform
+    institution_column: str | None = None  # None: the dataset's institution column
+
+
+@dataclass
+class DPWGANConfig:
+    """Tao 2020's DP-WGAN on MNIST (docs/dp_wgan.md): one class-conditional convolutional
+    generator, a convolutional WGAN critic (no BatchNorm) trained with DP-SGD, weight clipping.
+    Tao's clipping bound C = 5 is ``privacy.max_grad_norm=5`` (a privacy key, not set here)."""
+
+    name: str = "dp_wgan"
+    latent_dim: int = 100
+    embedding_dim: int = 10  # generator's label embedding
+    generator_channels: int = 32  # c: dense -> 2c x 7 x 7 -> c x 14 x 14 -> 1 x 28 x 28
+    critic_channels: int = 32  # c: conv -> c x 14 x 14 -> 2c x 7 x 7
+    critic_norm: str = "group"  # group | layer | none (never BatchNorm)
+    optimizer: str = "rmsprop"  # rmsprop | adam | sgd (both networks)
+    generator_lr: float = 5e-5
+    critic_lr: float = 5e-5
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])  # adam only
+    batch_size: int = 64  # expected real images per critic step (Poisson under DP)
+    n_critic: int = 5  # critic steps per generator step
+    weight_clip: float | None = 0.01  # critic parameters clamped to +-weight_clip
+    gradient_penalty: float = 0.0  # WGAN-GP weight; non-private runs only
+    continuous_mode: str = "standard"  # unused: pixels are scaled by their public bounds
+    sample_size: int | None = None  # synthetic images; None = size of the real train split
+    class_mix: Any = None  # digit -> share of the released images; None = released prior
+
+
+@dataclass
 class MultiDiscGANConfig(StandardGANConfig):
     """The Deng 2026 framework (docs/multidisc_gan.md): conditional generator, discriminator
     cluster with a shared trunk (``discriminator_dims``) and weighted fusion, controllable
@@ -298,7 +352,13 @@ class RootConfig:
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"bank_sim": BankSimConfig},
-    "method": {"standard_gan": StandardGANConfig, "multidisc_gan": MultiDiscGANConfig},
+    "method": {
+        "standard_gan": StandardGANConfig,
+        "multidisc_gan": MultiDiscGANConfig,
+        "dp_lr": DPLRConfig,
+        "fedavg": FedAvgConfig,
+        "dp_wgan": DPWGANConfig,
+    },
     "privacy": {
         "none": PrivacyConfig,
         "fixed": DPConfig,

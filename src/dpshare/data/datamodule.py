@@ -68,8 +68,15 @@ class TabularDataModule(pl.LightningDataModule):
         # Set by a method with a temporal part before setup(): batches then carry each record's
         # window, scaled to [-1, 1] (``s_train``, shape (n, T, V)).
         self.use_sequences = False
+        # A method that releases a classifier (dp_lr, fedavg) needs no class frequencies: it
+        # sets this False before setup() and the label-distribution release is skipped.
+        self.needs_class_prior = True
+        self.class_prior: np.ndarray | None = None
         self.s_train: torch.Tensor | None = None
         self.sequence_bounds: np.ndarray | None = None  # (V, 2): lo, hi per variable
+        # Set by a method before setup() (images: dp_wgan): scale every feature by its DECLARED
+        # public bounds to [-1, 1] (TabularTransformer.fit_public), no statistic read or released.
+        self.public_scaling = False
         self._prepared = False
 
     # ------------------------------------------------------------------ fitting on real records
@@ -82,7 +89,9 @@ class TabularDataModule(pl.LightningDataModule):
         self.label_dtype = labels.dtype
         y = np.searchsorted(self.classes, labels.to_numpy())
         self.transformer = TabularTransformer(continuous_mode=self.continuous_mode)
-        if self.plan is not None and self.plan.transformer_fit == "dp":
+        if self.public_scaling:
+            self._fit_public(features, y)
+        elif self.plan is not None and self.plan.transformer_fit == "dp":
             self._fit_dp(features, y)
         else:
             self._fit_raw(features, y)
@@ -154,6 +163,8 @@ class TabularDataModule(pl.LightningDataModule):
             records=len(features),
             statistics=[f"{a.column}:{a.statistic}" for a in self.transformer.accesses],
         )
+        if not self.needs_class_prior:
+            return
         counts = np.bincount(y, minlength=len(self.classes))
         self.class_prior = counts / counts.sum()
         self.ledger.record_non_private(
@@ -162,6 +173,49 @@ class TabularDataModule(pl.LightningDataModule):
             records=len(y),
             n_classes=len(self.classes),
         )
+
+    def _fit_public(self, features: pd.DataFrame, y: np.ndarray) -> None:
+        """Features scaled by their declared public bounds (no read, no release: listed in the
+        ledger with 0 records read); class frequencies as in the other fits (a Gaussian release
+        under DP, a raw read otherwise)."""
+        domain = self.data.public_domain
+        if domain is None:
+            raise UserInputError(
+                f"dataset {self.data.name!r} declares no public bounds for its columns, which "
+                "scaling by public bounds needs (e.g. dataset=mnist: pixels in [0, 255])"
+            )
+        self.transformer.fit_public(features, domain=domain)
+        self.ledger.record_declared_public(
+            module="transformer",
+            purpose="every feature scaled to [-1, 1] by its declared public bounds (e.g. pixels "
+            "[0, 255]); no statistic of the records is read or released",
+            records=0,
+            scaling="public_bounds",
+            n_columns=features.shape[1],
+        )
+        if self.plan is not None and self.plan.transformer_fit == "dp":
+            sigma = self.plan.release_noise_multiplier
+            rng = self.plan.noise_rng(2)
+            counts = np.bincount(y, minlength=len(self.classes)).astype(float)
+            noisy = np.clip(counts + rng.normal(0.0, sigma, len(counts)), 1.0, None)
+            self.class_prior = noisy / noisy.sum()
+            self.ledger.record_gaussian(
+                module="label_distribution",
+                purpose="class counts for the generator's label conditions",
+                records=len(y),
+                noise_multiplier=sigma,
+                l2_sensitivity=1.0,
+                n_classes=len(self.classes),
+            )
+        else:
+            counts = np.bincount(y, minlength=len(self.classes))
+            self.class_prior = counts / counts.sum()
+            self.ledger.record_non_private(
+                module="label_distribution",
+                purpose="class frequencies used to sample the generator's label conditions",
+                records=len(y),
+                n_classes=len(self.classes),
+            )
 
     def _fit_dp(self, features: pd.DataFrame, y: np.ndarray) -> None:
         """Transformer statistics and class counts as two Gaussian releases (charged)."""
@@ -198,6 +252,8 @@ class TabularDataModule(pl.LightningDataModule):
             l2_sensitivity=release.l2_sensitivity,
             n_coordinates=release.n_coordinates,
         )
+        if not self.needs_class_prior:
+            return
         # Class counts: a histogram, one record touches one count (L2 sensitivity 1). The class
         # SET comes from the data's declared target domain when there is one.
         rng = self.plan.noise_rng(2)

@@ -285,6 +285,7 @@ class _ContinuousEncoder(_Encoder):
     high: float = 0.0
     clipped_by_quantiles: bool = False
     clipped_by_bounds: bool = False
+    public_scaling: bool = False  # fit_public: scaled by the declared bounds, nothing read
     impute_value: float = 0.0
     mean: float = 0.0
     std: float = 1.0
@@ -379,7 +380,13 @@ class _ContinuousEncoder(_Encoder):
             self.spans_rel.append((f"{col}__missing", "categorical", 2))
 
     def encoding(self) -> str:
-        if self.clipped_by_bounds:
+        if self.public_scaling:
+            parts = [
+                "clip to declared bounds",
+                "scale to [-1, 1] by the declared bounds (no statistic read)",
+                "midpoint imputation",
+            ]
+        elif self.clipped_by_bounds:
             parts = [
                 "clip to declared bounds",
                 "DP-mean imputation",
@@ -1338,6 +1345,7 @@ class TabularTransformer:
         self._accesses: list[StatisticAccess] = []
         self._dtypes: pd.Series | None = None
         self._release: DPRelease | None = None
+        self._public_fit = False
         self._fitted = False
 
     # ---------------------------------------------------------------- fit
@@ -1511,6 +1519,55 @@ class TabularTransformer:
         )
         return self
 
+    def fit_public(self, frame: pd.DataFrame, *, domain: PublicDomain) -> TabularTransformer:
+        """Scale every column by its declared public bounds, reading NO statistic of the records.
+
+        ``v = 2 (x - lo) / (hi - lo) - 1`` in ``[-1, 1]`` (``mean = (lo + hi) / 2``, ``std =
+        (hi - lo) / 2`` in the standardisation the encoder applies); decoding inverts it and clips
+        to the bounds (rounded inwards for integer dtypes). Only ``frame``'s schema (names,
+        dtypes) is used, so the fit costs no privacy and nothing goes into :attr:`accesses`; the
+        caller may note in its ledger that the scaling came from public bounds. Meant for images
+        (MNIST pixels in [0, 255]) whose generator ends in ``tanh``. Missing values get no
+        indicator span (whether a column has any is a fact about the data) and are imputed with
+        the midpoint.
+
+        Raises:
+            UserInputError: a column has no declared ``bounds`` in ``domain`` (categorical and
+                datetime columns are not supported here: use :meth:`fit_dp`).
+        """
+        _check_frame(frame, "fit_public", allow_no_rows=True)
+        undeclared = [str(c) for c in frame.columns if str(c) not in domain.bounds]
+        if undeclared:
+            raise UserInputError(
+                f"fit_public scales continuous columns by declared bounds, and columns "
+                f"{_preview(undeclared)} have none; declare bounds for them or use fit_dp"
+            )
+        encoders: list[_Encoder] = []
+        for col in frame.columns:
+            lo, hi = domain.bounds[str(col)]
+            dtype = frame[col].dtype
+            low, high = lo, hi
+            if is_integer_dtype(dtype):
+                low, high = float(math.ceil(lo)), float(math.floor(hi))
+            enc = _ContinuousEncoder(
+                name=col,
+                dtype=dtype,
+                mode="standard",
+                low=low,
+                high=high,
+                clipped_by_bounds=True,
+                public_scaling=True,
+                impute_value=(lo + hi) / 2.0,
+                mean=(lo + hi) / 2.0,
+                std=(hi - lo) / 2.0,
+            )
+            enc.spans_rel = [(str(col), "continuous", 1)]
+            encoders.append(enc)
+        self._install(encoders, [], frame.dtypes)
+        self._release = None
+        self._public_fit = True
+        return self
+
     def _install(
         self, encoders: list[_Encoder], accesses: list[StatisticAccess], dtypes: pd.Series
     ) -> None:
@@ -1527,6 +1584,7 @@ class TabularTransformer:
         self._spans = spans
         self._accesses = accesses
         self._dtypes = dtypes.copy()
+        self._public_fit = False  # fit_public sets it after installing
         self._fitted = True
 
     # ---------------------------------------------------------------- properties
@@ -1575,17 +1633,20 @@ class TabularTransformer:
 
     @property
     def differentially_private(self) -> bool:
-        """Whether the last fit was a DP release (:meth:`fit_dp`) rather than a raw read."""
+        """Whether the last fit was a DP release (:meth:`fit_dp`) or read nothing
+        (:meth:`fit_public`), rather than a raw read."""
         self._require_fitted("differentially_private")
-        return self._release is not None
+        return self._release is not None or self._public_fit
 
     def describe(self) -> list[dict[str, Any]]:
         """One dict per source column: ``name``, ``kind``, ``dtype``, ``encoding``, ``width``
         (encoded columns, missing indicator included), ``missing_indicator``, ``fit``
-        (``"dp_release"`` after :meth:`fit_dp`, ``"raw"`` after :meth:`fit`) and
+        (``"dp_release"`` after :meth:`fit_dp`, ``"public_bounds"`` after :meth:`fit_public`,
+        ``"raw"`` after :meth:`fit`) and
         ``differentially_private``."""
         self._require_fitted("describe")
-        private = self._release is not None
+        private = self._release is not None or self._public_fit
+        fit = "public_bounds" if self._public_fit else "dp_release" if private else "raw"
         return [
             {
                 "name": e.label,
@@ -1594,7 +1655,7 @@ class TabularTransformer:
                 "encoding": e.encoding(),
                 "width": e.width,
                 "missing_indicator": e.has_missing and e.kind != "categorical",
-                "fit": "dp_release" if private else "raw",
+                "fit": fit,
                 "differentially_private": private,
             }
             for e in self._encoders

@@ -131,9 +131,10 @@ def _fit_and_score(
         return None
     x_train = _as_object(_numeric_view(train.drop(columns=[target])))
     x_test = _as_object(_numeric_view(test.drop(columns=[target])))
-    pipe = Pipeline(
-        [("prep", _preprocessor(x_train)), ("model", DOWNSTREAM_MODELS.get(model_name)(seed))]
-    )
+    model = DOWNSTREAM_MODELS.get(model_name)(seed)
+    # a model that reads raw columns (the image cnn) gets them unscaled
+    prep = "passthrough" if getattr(model, "raw_features", False) else _preprocessor(x_train)
+    pipe = Pipeline([("prep", prep), ("model", model)])
     pipe.fit(x_train, y_train)
     proba_known = pipe.predict_proba(x_test)
     # classes the model never saw in training get probability 0
@@ -145,7 +146,7 @@ def _fit_and_score(
 
 def evaluate_utility(
     *,
-    synthetic: pd.DataFrame,
+    synthetic: pd.DataFrame | None,
     real_train: pd.DataFrame,
     real_test: pd.DataFrame,
     target: str,
@@ -159,7 +160,9 @@ def evaluate_utility(
     """TSTR (and TRTR) scores on ``real_test``. Returns flat ``utility/...`` keys.
 
     A synthetic table with a single class cannot train a classifier: its TSTR scores are
-    ``None`` and ``utility/tstr_single_class`` is 1.
+    ``None`` and ``utility/tstr_single_class`` is 1. ``synthetic=None`` (a method that releases
+    a model, not data) computes only the TRTR reference. ``utility/downstream_<metric>`` repeats
+    the primary TSTR scores: the headline a comparison table reads for every kind of method.
     """
     for name in models:
         DOWNSTREAM_MODELS.get(name)  # unknown names fail before any fitting
@@ -176,7 +179,7 @@ def evaluate_utility(
             return frame
         return frame.sample(n=max_train_rows, random_state=seed)
 
-    tables = {"tstr": cap(synthetic)}
+    tables = {} if synthetic is None else {"tstr": cap(synthetic)}
     if trtr:
         tables["trtr"] = cap(real_train)
     out: dict[str, float | None] = {}
@@ -193,5 +196,65 @@ def evaluate_utility(
                 out[f"utility/{_SHORT.get(name, name)}/{scheme}_{metric}"] = value
                 if name == primary_model:
                     out[f"utility/{scheme}_{metric}"] = value
-    out["utility/tstr_single_class"] = single_class
+    if synthetic is not None:
+        out["utility/tstr_single_class"] = single_class
+        for metric in METRIC_NAMES:
+            out[f"utility/downstream_{metric}"] = out[f"utility/tstr_{metric}"]
+    return out
+
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auc", "minority_recall")
+
+
+def evaluate_released_model(
+    *,
+    predict_proba: Callable[[pd.DataFrame], np.ndarray],
+    model_classes: np.ndarray,
+    real_train: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    positive_label: Any,
+    models: Sequence[str],
+    primary_model: str,
+    trtr: bool = True,
+    max_train_rows: int | None = None,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """Scores of a released classifier (DP-LR, FedAvg) on ``real_test``, as
+    ``utility/model_<metric>`` and ``utility/downstream_<metric>``, beside the same TRTR
+    reference the generators get. The test split is only scored, never used to choose."""
+    classes = np.unique(real_train[target].to_numpy())
+    minority_label = real_train[target].value_counts().idxmin()
+    features = real_test.drop(columns=[target])
+    proba_known = np.asarray(predict_proba(features), dtype=float)
+    if proba_known.shape != (len(real_test), len(model_classes)):
+        raise ValueError(
+            f"predict_proba returned shape {proba_known.shape}, expected "
+            f"{(len(real_test), len(model_classes))}"
+        )
+    proba = np.zeros((len(real_test), len(classes)))
+    for j, c in enumerate(model_classes):
+        hit = np.flatnonzero(classes == c)
+        if len(hit):
+            proba[:, int(hit[0])] = proba_known[:, j]
+    scores = _scores(real_test[target].to_numpy(), proba, classes, positive_label, minority_label)
+    out: dict[str, float | None] = {}
+    for metric in METRIC_NAMES:
+        out[f"utility/model_{metric}"] = scores[metric]
+        out[f"utility/downstream_{metric}"] = scores[metric]
+    if trtr:
+        out.update(
+            evaluate_utility(
+                synthetic=None,
+                real_train=real_train,
+                real_test=real_test,
+                target=target,
+                positive_label=positive_label,
+                models=models,
+                primary_model=primary_model,
+                trtr=True,
+                max_train_rows=max_train_rows,
+                seed=seed,
+            )
+        )
     return out

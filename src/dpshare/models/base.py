@@ -1,5 +1,7 @@
 """What every method offers the rest of the suite: fit on the real train split, then release an
-artifact. Generators release synthetic tables in the original schema via :meth:`sample`."""
+artifact. Generators (:class:`SyntheticDataMethod`) release synthetic tables in the original
+schema via ``sample``; model methods (:class:`ReleasedModelMethod`: DP-LR, FedAvg) release a
+trained classifier, which evaluation scores on the real test split through ``predict_proba``."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 
@@ -16,6 +19,7 @@ class SyntheticDataMethod(ABC):
     access in the ledger); ``sample`` is post-processing and reads no real data."""
 
     name: ClassVar[str]
+    artifact = "synthetic"
 
     @abstractmethod
     def fit(self, trainer: pl.Trainer) -> None: ...
@@ -35,4 +39,31 @@ class SyntheticDataMethod(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Weights of the released model (saved with the run)."""
+        return {}
+
+
+class ReleasedModelMethod(ABC):
+    """A method whose released artifact is a classifier of the dataset's target: ``fit`` reads
+    the real train split (every access in the ledger); ``predict_proba`` takes rows in the
+    released schema (features; a target column is ignored) and returns one column per entry of
+    :attr:`classes`. Prediction is post-processing of the released model."""
+
+    name: ClassVar[str]
+    artifact = "model"
+    releases_class_counts = False  # the privacy plan then budgets no class-count release
+    classes: np.ndarray
+
+    @abstractmethod
+    def fit(self, trainer: pl.Trainer) -> None: ...
+
+    @abstractmethod
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def privacy_summary(self) -> dict[str, Any]:
+        return {}
+
+    def artifacts(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
         return {}

@@ -95,15 +95,17 @@ def make_optimizer(
     settings: DPSettings,
     *,
     noise_generator: torch.Generator | None = None,
+    real_only: bool = False,
 ) -> DPOptimizer:
-    # The loss is a mean over the concatenated (real + generated) batch, whose expected size is
-    # twice the expected real batch size.
+    # A GAN's loss is a mean over the concatenated (real + generated) batch, whose expected size
+    # is twice the expected real batch size; a classifier (``real_only``) averages real rows only.
     cls = DPOptimizerFastGradientClipping if settings.grad_sample_mode == "ghost" else DPOptimizer
+    factor = 1 if real_only else 2
     return cls(
         optimizer,
         noise_multiplier=settings.noise_multiplier,
         max_grad_norm=settings.max_grad_norm,
-        expected_batch_size=2 * settings.expected_batch_size,
+        expected_batch_size=factor * settings.expected_batch_size,
         loss_reduction="mean",
         generator=noise_generator,
     )

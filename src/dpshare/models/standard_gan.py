@@ -271,57 +271,8 @@ class StandardGAN(SyntheticDataMethod):
         )
 
     def _private_training(self, plan: PrivacyPlan) -> PrivateTraining:
-        dm = self.datamodule
-        settings = DPSettings(
-            noise_multiplier=plan.noise_multiplier,
-            max_grad_norm=plan.max_grad_norm,
-            sample_rate=plan.sample_rate,
-            expected_batch_size=plan.expected_batch_size,
-            grad_sample_mode=plan.grad_sample_mode,
-            poisson_sampling=plan.poisson_sampling,
-        )
-        entry = dm.ledger.open_dp_sgd(
-            module=self.ledger_module,
-            purpose=self.ledger_purpose,
-            records=dm.n_train,
-            sample_rate=plan.sample_rate,
-            poisson_sampling=plan.poisson_sampling,
-            max_grad_norm=plan.max_grad_norm,
-            expected_batch_size=plan.expected_batch_size,
-            grad_sample_mode=plan.grad_sample_mode,
-            planned_steps=plan.planned_steps,
-            noise_calibrated=plan.calibrated,
-            # a controller picks sigma from earlier outputs: account every step at the floor
-            adaptive_noise_floor=plan.sigma_min if plan.name != "fixed" else None,
-        )
-        controller = monitor = None
-        if plan.name != "fixed":
-            controller = make_controller(
-                plan.name,
-                noise_multiplier=plan.noise_multiplier,
-                max_grad_norm=plan.max_grad_norm,
-                sigma_min=plan.sigma_min,
-                sigma_max=plan.sigma_max,
-                **plan.controller_kwargs,
-            )
-            monitor = SignalMonitor(
-                plan=plan,
-                ledger=dm.ledger,
-                x_train=dm.x_train,
-                y_train=dm.y_train,
-                x_public=dm.x_public,
-                y_public=dm.y_public,
-                seed=dm.seed,
-                n_probe=plan.n_probe,
-            )
-        return PrivateTraining(
-            settings=settings,
-            ledger=dm.ledger,
-            entry=entry,
-            controller=controller,
-            monitor=monitor,
-            monitor_every=plan.monitor_every,
-            noise_generator=noise_generator(plan.noise_seed),
+        return private_training(
+            plan, self.datamodule, module=self.ledger_module, purpose=self.ledger_purpose
         )
 
     def fit(self, trainer: pl.Trainer) -> None:
@@ -396,3 +347,62 @@ def _class_mix_to_probs(class_mix: Mapping[Any, float], classes: np.ndarray) -> 
             f"class_mix shares must be >= 0 and not all zero, got {dict(class_mix)}"
         )
     return torch.as_tensor(shares / shares.sum(), dtype=torch.float32)
+
+
+def private_training(
+    plan: PrivacyPlan, datamodule: TabularDataModule, *, module: str, purpose: str
+) -> PrivateTraining:
+    """DP-SGD settings, the ledger entry and (for pid / wgan_feedback) the controller and its
+    signal monitor, for the module named ``module`` that reads ``datamodule``'s real records."""
+    dm = datamodule
+    settings = DPSettings(
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=plan.max_grad_norm,
+        sample_rate=plan.sample_rate,
+        expected_batch_size=plan.expected_batch_size,
+        grad_sample_mode=plan.grad_sample_mode,
+        poisson_sampling=plan.poisson_sampling,
+    )
+    entry = dm.ledger.open_dp_sgd(
+        module=module,
+        purpose=purpose,
+        records=dm.n_train,
+        sample_rate=plan.sample_rate,
+        poisson_sampling=plan.poisson_sampling,
+        max_grad_norm=plan.max_grad_norm,
+        expected_batch_size=plan.expected_batch_size,
+        grad_sample_mode=plan.grad_sample_mode,
+        planned_steps=plan.planned_steps,
+        noise_calibrated=plan.calibrated,
+        # a controller picks sigma from earlier outputs: account every step at the floor
+        adaptive_noise_floor=plan.sigma_min if plan.name != "fixed" else None,
+    )
+    controller = monitor = None
+    if plan.name != "fixed":
+        controller = make_controller(
+            plan.name,
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            sigma_min=plan.sigma_min,
+            sigma_max=plan.sigma_max,
+            **plan.controller_kwargs,
+        )
+        monitor = SignalMonitor(
+            plan=plan,
+            ledger=dm.ledger,
+            x_train=dm.x_train,
+            y_train=dm.y_train,
+            x_public=dm.x_public,
+            y_public=dm.y_public,
+            seed=dm.seed,
+            n_probe=plan.n_probe,
+        )
+    return PrivateTraining(
+        settings=settings,
+        ledger=dm.ledger,
+        entry=entry,
+        controller=controller,
+        monitor=monitor,
+        monitor_every=plan.monitor_every,
+        noise_generator=noise_generator(plan.noise_seed),
+    )

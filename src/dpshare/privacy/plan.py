@@ -66,9 +66,19 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
     return getattr(cfg, key, default) if not isinstance(cfg, dict) else cfg.get(key, default)
 
 
-def plan_privacy(privacy: Any, *, n_train: int, batch_size: int, max_epochs: int) -> PrivacyPlan:
+def plan_privacy(
+    privacy: Any,
+    *,
+    n_train: int,
+    batch_size: int,
+    max_epochs: int,
+    class_counts_release: bool = True,
+    transformer_release: bool = True,
+) -> PrivacyPlan:
     """Resolve a ``privacy`` config (``fixed`` | ``pid`` | ``wgan_feedback``) for a train split
-    of ``n_train`` records, ``batch_size`` expected real records per step, ``max_epochs``."""
+    of ``n_train`` records, ``batch_size`` expected real records per step, ``max_epochs``.
+    ``class_counts_release=False`` for a method that releases no class counts (a classifier);
+    ``transformer_release=False`` for one that scales by public bounds only (``dp_wgan``)."""
     name = privacy.name
     check_accountant(privacy.accountant)
     delta = check_delta(privacy.target_delta)
@@ -103,8 +113,9 @@ def plan_privacy(privacy: Any, *, n_train: int, batch_size: int, max_epochs: int
 
     planned: list[tuple[float, float, int]] = []
     if privacy.transformer_fit == "dp":
-        # two Gaussian releases: the transformer's statistics and the class counts
-        planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * 2
+        # Gaussian releases: the transformer's statistics and (generators) the class counts
+        releases = int(transformer_release) + int(class_counts_release)
+        planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * releases
 
     signals: tuple[str, ...] = ()
     controller_kwargs: dict[str, Any] = {}

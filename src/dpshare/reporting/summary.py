@@ -127,3 +127,140 @@ def write_utility_summary(runs: list[RunRecord], out_dir: Path, *, title: str) -
     text = "\n".join(lines)
     records._atomic(md_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return [md_path, csv_path]
+
+
+COMPARISON_METRICS = ("accuracy", "f1", "auc", "minority_recall")
+
+
+def comparison_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per (dataset, method, privacy, target epsilon): the downstream scores of each
+    method's artifact on the real test split (generators: TSTR with the primary downstream
+    model; DP-LR / FedAvg: the released model itself), mean and standard deviation over seeds,
+    plus one "real data (TRTR)" reference row per dataset: the same downstream model trained
+    on the real train split."""
+    rows, refs = [], {}
+    for rec in runs:
+        m, cfg = rec.metrics, rec.config
+        row = {
+            "dataset": cfg["dataset"]["name"],
+            "method": cfg["method"]["name"],
+            "artifact": m.get("data/artifact", "synthetic"),
+            "privacy": cfg["privacy"]["name"],
+            "target_epsilon": cfg["privacy"].get("target_epsilon"),
+            "epsilon_spent": _number(m.get("privacy/epsilon_spent")),
+            "seed": cfg["seed"],
+        }
+        for metric in COMPARISON_METRICS:
+            value = m.get(f"utility/downstream_{metric}", m.get(f"utility/tstr_{metric}"))
+            row[metric] = _number(value)
+        rows.append(row)
+        if m.get("utility/trtr_auc") is not None:
+            ref = refs.setdefault(cfg["dataset"]["name"], [])
+            ref.append(
+                {metric: _number(m.get(f"utility/trtr_{metric}")) for metric in COMPARISON_METRICS}
+            )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    keys = ["dataset", "method", "artifact", "privacy", "target_epsilon"]
+    out = []
+    for key, group in frame.groupby(keys, dropna=False, sort=False):
+        entry = dict(zip(keys, key, strict=True))
+        entry["seeds"] = len(group)
+        entry["epsilon_spent"] = group["epsilon_spent"].max()
+        for metric in COMPARISON_METRICS:
+            entry[metric] = group[metric].mean()
+            entry[f"{metric}_sd"] = group[metric].std(ddof=1) if len(group) > 1 else float("nan")
+        out.append(entry)
+    for dataset, values in refs.items():
+        ref_frame = pd.DataFrame(values)
+        entry = {
+            "dataset": dataset,
+            "method": "real data (TRTR)",
+            "artifact": "reference",
+            "privacy": "none",
+            "target_epsilon": None,
+            "seeds": len(ref_frame),
+            "epsilon_spent": float("inf"),
+        }
+        for metric in COMPARISON_METRICS:
+            entry[metric] = ref_frame[metric].mean()
+            entry[f"{metric}_sd"] = float("nan")  # same real data and model in every run
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, str):
+        return float("inf") if value == "inf" else float("nan")
+    return float(value)
+
+
+def write_comparison(runs: list[RunRecord], out_dir: Path, *, title: str) -> list[Path]:
+    """``comparison.md`` and ``comparison.csv`` (mean +- sd over seeds) in ``out_dir``."""
+    table = comparison_table(runs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
+    records._atomic(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    shown = table[
+        ["dataset", "method", "privacy", "target_epsilon", "epsilon_spent", "seeds"]
+    ].copy()
+    for metric in COMPARISON_METRICS:
+        shown[metric] = [
+            "n/a" if mean != mean else (f"{mean:.3f}" if sd != sd else f"{mean:.3f} ± {sd:.3f}")
+            for mean, sd in zip(table[metric], table[f"{metric}_sd"], strict=True)
+        ]
+    lines = [
+        f"# {title}",
+        "",
+        "Downstream scores on the held-out real test split: generators by TSTR (the primary "
+        "downstream model trained on their synthetic rows), DP-LR and FedAvg by their released "
+        "model; mean ± standard deviation over seeds. `epsilon_spent` is the largest over "
+        "the seeds. Rebuilt from these run records:",
+        "",
+        *[f"- `{rec.run_dir}`" for rec in runs],
+        "",
+        _markdown(shown),
+        "",
+    ]
+    text = "\n".join(lines)
+    records._atomic(md_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return [md_path, csv_path]
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Multirun job dirs 0, 1, ..., 10 in numeric order (so rows keep the sweep's order)."""
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dpshare.reporting.summary compare RUN_OR_SWEEP_DIR... --out DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dpshare.reporting.summary")
+    parser.add_argument("command", choices=["compare"])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run dirs or multirun dirs")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="Methods compared on the same splits and budget")
+    args = parser.parse_args(argv)
+    found: list[Path] = []
+    for d in args.dirs:
+        if (d / records.METRICS_FILE).exists():
+            found.append(d)
+        else:
+            found += sorted(
+                (p.parent for p in d.glob(f"**/{records.METRICS_FILE}")), key=_natural_key
+            )
+    if not found:
+        parser.error(f"no complete run (a directory with {records.METRICS_FILE}) under {args.dirs}")
+    runs = [load_run(p) for p in found]
+    for path in write_comparison(runs, args.out, title=args.title):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
