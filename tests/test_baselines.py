@@ -227,3 +227,33 @@ def test_plan_budgets_no_class_counts_for_a_classifier() -> None:
     from dpshare.models.dp_wgan import DPWGAN
 
     assert DPWGAN.releases_transformer_stats is False
+
+
+def test_paper_values_sit_beside_measured_ones(tmp_path: Path) -> None:
+    from dpshare.reporting.summary import RunRecord, reported_values, write_comparison
+
+    repo = Path(__file__).resolve().parents[1]
+    column, metric, values = reported_values(
+        repo / "experiments" / "tao2020" / "reported.yaml", "fig2_epsilon"
+    )
+    assert (column, metric) == ("target_epsilon", "accuracy")
+    assert values[4.0] == pytest.approx(0.9086) and values[0.5] == pytest.approx(0.8943)
+
+    def record(eps: float, acc: float, seed: int) -> RunRecord:
+        cfg = {
+            "dataset": {"name": "mnist"},
+            "method": {"name": "dp_wgan"},
+            "privacy": {"name": "wgan_feedback", "target_epsilon": eps},
+            "seed": seed,
+        }
+        metrics = {"privacy/epsilon_spent": eps - 0.01, "utility/downstream_accuracy": acc}
+        return RunRecord(tmp_path / f"{eps}-{seed}", cfg, metrics, {}, {})
+
+    runs = [record(4.0, 0.10, 0), record(4.0, 0.20, 1), record(3.0, 0.3, 0)]
+    write_comparison(runs, tmp_path, title="t", reported=(column, metric, values))
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    row = table[table["target_epsilon"] == 4.0].iloc[0]
+    assert row["accuracy"] == pytest.approx(0.15) and row["paper_accuracy"] == pytest.approx(0.9086)
+    assert np.isnan(table[table["target_epsilon"] == 3.0].iloc[0]["paper_accuracy"])
+    with pytest.raises(ValueError, match="no experiment"):
+        reported_values(repo / "experiments" / "tao2020" / "reported.yaml", "nope")

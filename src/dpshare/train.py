@@ -319,6 +319,8 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
         f"run record: {run_dir}\n"
         f"  {label} AUC {fmt(f'utility/{scheme}_auc')} | TRTR AUC {fmt('utility/trtr_auc')} | "
         f"{label} F1 {fmt(f'utility/{scheme}_f1')} | TRTR F1 {fmt('utility/trtr_f1')} | "
+        f"{label} accuracy {fmt(f'utility/{scheme}_accuracy')} | "
+        f"TRTR accuracy {fmt('utility/trtr_accuracy')} | "
         f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
         f"fit {metrics.get('runtime/fit_seconds', 0):.1f} s"
     )

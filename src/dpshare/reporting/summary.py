@@ -198,9 +198,49 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def write_comparison(runs: list[RunRecord], out_dir: Path, *, title: str) -> list[Path]:
-    """``comparison.md`` and ``comparison.csv`` (mean +- sd over seeds) in ``out_dir``."""
+# what a reported experiment varies -> the column of the comparison table it matches
+_VARIED = {"epsilon": "target_epsilon"}
+
+
+def reported_values(path: Path, experiment: str) -> tuple[str, str, dict[float, float]]:
+    """``(column, metric, {value: reported})`` for one experiment of a paper's reported.yaml;
+    percentages are converted to fractions."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no reported values at {path}")
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found = [e for e in spec.get("experiments", []) if e.get("id") == experiment]
+    if not found:
+        ids = [e.get("id") for e in spec.get("experiments", [])]
+        raise ValueError(f"{path} has no experiment {experiment!r}; ids: {ids}")
+    entry = found[0]
+    varied = entry.get("varied")
+    if varied not in _VARIED:
+        raise ValueError(
+            f"experiment {experiment!r} varies {varied!r}; comparable: {sorted(_VARIED)}"
+        )
+    metric = str(spec.get("metric", ""))
+    scale = 0.01 if metric.endswith("_percent") else 1.0
+    values = {float(k): float(v) * scale for k, v in (entry.get("results") or {}).items()}
+    name = metric.removesuffix("_percent").removeprefix("tstr_")
+    return _VARIED[varied], name, values
+
+
+def write_comparison(
+    runs: list[RunRecord],
+    out_dir: Path,
+    *,
+    title: str,
+    reported: tuple[str, str, dict[float, float]] | None = None,
+) -> list[Path]:
+    """``comparison.md`` and ``comparison.csv`` (mean +- sd over seeds) in ``out_dir``; with
+    ``reported`` (from :func:`reported_values`) a ``paper_<metric>`` column beside ours."""
     table = comparison_table(runs)
+    if reported is not None:
+        column, metric, values = reported
+        table[f"paper_{metric}"] = [
+            values.get(float(v)) if v is not None and v == v else None for v in table[column]
+        ]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
@@ -208,11 +248,15 @@ def write_comparison(runs: list[RunRecord], out_dir: Path, *, title: str) -> lis
     shown = table[
         ["dataset", "method", "privacy", "target_epsilon", "epsilon_spent", "seeds"]
     ].copy()
-    for metric in COMPARISON_METRICS:
+    metrics = list(COMPARISON_METRICS)
+    for metric in metrics:
         shown[metric] = [
             "n/a" if mean != mean else (f"{mean:.3f}" if sd != sd else f"{mean:.3f} ± {sd:.3f}")
             for mean, sd in zip(table[metric], table[f"{metric}_sd"], strict=True)
         ]
+    if reported is not None:
+        key = f"paper_{reported[1]}"
+        shown[key] = ["n/a" if v is None or v != v else f"{v:.4f}" for v in table[key]]
     lines = [
         f"# {title}",
         "",
@@ -245,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="run dirs or multirun dirs")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="Methods compared on the same splits and budget")
+    parser.add_argument(
+        "--reported",
+        type=Path,
+        help="a paper's reported.yaml (experiments/<paper>/): adds its values beside ours",
+    )
+    parser.add_argument(
+        "--experiment", help="the id of the reported experiment (e.g. fig2_epsilon)"
+    )
     args = parser.parse_args(argv)
     found: list[Path] = []
     for d in args.dirs:
@@ -257,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         parser.error(f"no complete run (a directory with {records.METRICS_FILE}) under {args.dirs}")
     runs = [load_run(p) for p in found]
-    for path in write_comparison(runs, args.out, title=args.title):
+    reported = None
+    if args.reported is not None:
+        if not args.experiment:
+            parser.error("--reported needs --experiment <id>")
+        reported = reported_values(args.reported, args.experiment)
+    for path in write_comparison(runs, args.out, title=args.title, reported=reported):
         print(path)
     return 0
 
