@@ -26,6 +26,8 @@ from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
+from dpshare.evaluation.attacks.runner import evaluate_attacks
+from dpshare.evaluation.fidelity import evaluate_fidelity
 from dpshare.evaluation.utility import evaluate_released_model
 from dpshare.loggers import build_loggers, finish_loggers, log_summary
 from dpshare.models import METHODS
@@ -169,6 +171,50 @@ def train_method(
             metrics = evaluate_utility(synthetic=synthetic, **eval_kwargs)
         eval_seconds = time.perf_counter() - t0
 
+        t0 = time.perf_counter()
+        if synthetic is not None and cfg.eval.fidelity:
+            metrics.update(
+                evaluate_fidelity(
+                    synthetic=synthetic,
+                    real_train=splits.train,
+                    real_test=splits.test,
+                    target=data.target,
+                    names=list(cfg.eval.fidelity),
+                    max_rows=cfg.eval.fidelity_max_rows,
+                    prdc_k=cfg.eval.prdc_k,
+                    seed=cfg.eval.seed,
+                    feature_net=cfg.eval.feature_net,
+                )
+            )
+        fidelity_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if cfg.eval.attacks:
+            # the attacker's population: the reference split, else the validation split
+            reference = splits.reference if len(splits.reference) else splits.validation
+            released = isinstance(method, ReleasedModelMethod)
+            metrics.update(
+                evaluate_attacks(
+                    names=list(cfg.eval.attacks),
+                    real_train=splits.train,
+                    real_test=splits.test,
+                    reference=reference,
+                    target=data.target,
+                    positive_label=data.positive_label,
+                    synthetic=synthetic,
+                    predict_proba=method.predict_proba if released else None,
+                    model_classes=method.classes if released else None,
+                    released_surrogate=method.attack_surrogate if released else None,
+                    attack_model=cfg.eval.attack_model,
+                    n_targets=cfg.eval.attack_targets,
+                    params=OmegaConf.to_container(cfg.eval.attack_params, resolve=True),
+                    seed=cfg.eval.seed,
+                )
+            )
+            metrics["attack/reference_split"] = (
+                "reference" if len(splits.reference) else "validation"
+            )
+        attack_seconds = time.perf_counter() - t0
+
         target = data.target
         metrics.update(privacy_metrics(ledger, plan))
         metrics.update(
@@ -192,6 +238,8 @@ def train_method(
                 "runtime/fit_seconds": fit_seconds,
                 "runtime/sample_seconds": sample_seconds,
                 "runtime/eval_seconds": eval_seconds,
+                "runtime/fidelity_seconds": fidelity_seconds,
+                "runtime/attack_seconds": attack_seconds,
                 "runtime/total_seconds": time.time() - started,
             }
         )

@@ -277,6 +277,31 @@ class EvalConfig:
     trtr: bool = True
     max_train_rows: int | None = None  # subsample TSTR/TRTR training tables (None = all rows)
     seed: int = 0
+    # fidelity (dpshare.evaluation.fidelity): registered names; real side = the real test split
+    fidelity: list[str] = field(
+        default_factory=lambda: ["fd_raw", "fd_encoder", "prdc", "marginals", "correlations"]
+    )
+    fidelity_max_rows: int | None = 5000  # rows of each table the fidelity metrics compare
+    prdc_k: int = 5  # k of the k-NN balls in precision/recall/density/coverage
+    feature_net: str | None = None  # "lenet": FD and prdc in a LeNet trained on real MNIST
+    # privacy attacks (dpshare.evaluation.attacks): registered names; an attack that needs a
+    # synthetic table is skipped for a method that releases a model, and vice versa the model
+    # attacks target the TSTR model (``attack_model`` trained on the synthetic table)
+    attacks: list[str] = field(
+        default_factory=lambda: [
+            "mia_dcr",
+            "mia_domias",
+            "mia_shadow",
+            "copies",
+            "aia",
+            "mia_loss",
+            "mia_lira",
+            "inversion",
+        ]
+    )
+    attack_targets: int = 1000  # members drawn from train = non-members drawn from test
+    attack_model: str = "hist_gradient_boosting"  # the TSTR model the model attacks query
+    attack_params: dict[str, Any] = field(default_factory=dict)  # {attack name: {param: value}}
 
 
 # --------------------------------------------------------------------------------------- trainer

@@ -13,7 +13,9 @@ from dpshare.registry import Registry
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """Describes one metric key suffix, e.g. ``auc`` in ``utility/tstr_auc``."""
+    """Describes one metric: ``name`` is ``<family>/<suffix>``, e.g. ``utility/auc`` describes
+    ``utility/tstr_auc`` and ``utility/hgb/trtr_auc``; ``attack/auc`` describes
+    ``attack/mia_dcr/auc``."""
 
     name: str
     family: Literal["utility", "fidelity", "privacy", "attack", "runtime", "data"]
@@ -26,13 +28,36 @@ class MetricInfo:
 METRICS: Registry[MetricInfo] = Registry("metric")
 
 
-def _register(info: MetricInfo) -> None:
+def register_metric(info: MetricInfo) -> MetricInfo:
+    """Add ``info`` to :data:`METRICS` (its name must start with its family)."""
+    if info.name.split("/", 1)[0] != info.family:
+        raise ValueError(f"metric {info.name!r} must be named '{info.family}/<suffix>'")
     METRICS.register(info.name)(info)
+    return info
+
+
+_SCHEME_PREFIXES = ("tstr_", "trtr_", "model_", "downstream_")
+
+
+def metric_info(key: str) -> MetricInfo:
+    """The registry entry of a ``metrics.json`` key, e.g. ``utility/hgb/tstr_auc`` ->
+    ``utility/auc`` or ``attack/mia_domias/tpr_at_fpr_1pct`` -> ``attack/tpr_at_fpr_1pct``.
+
+    Raises :class:`dpshare.registry.UnknownNameError` for an unregistered metric.
+    """
+    family, _, rest = key.partition("/")
+    suffix = rest.rsplit("/", 1)[-1]
+    if family == "utility":
+        for prefix in _SCHEME_PREFIXES:
+            if suffix.startswith(prefix):
+                suffix = suffix[len(prefix) :]
+                break
+    return METRICS.get(f"{family}/{suffix}")
 
 
 for _info in (
     MetricInfo(
-        "accuracy",
+        "utility/accuracy",
         "utility",
         "maximize",
         "fraction",
@@ -40,7 +65,7 @@ for _info in (
         "share of correctly classified real test records",
     ),
     MetricInfo(
-        "precision",
+        "utility/precision",
         "utility",
         "maximize",
         "fraction",
@@ -48,7 +73,7 @@ for _info in (
         "positive predictive value (binary: the positive class; multiclass: macro mean)",
     ),
     MetricInfo(
-        "recall",
+        "utility/recall",
         "utility",
         "maximize",
         "fraction",
@@ -56,7 +81,7 @@ for _info in (
         "true positive rate (binary: the positive class; multiclass: macro mean)",
     ),
     MetricInfo(
-        "f1",
+        "utility/f1",
         "utility",
         "maximize",
         "fraction",
@@ -64,7 +89,7 @@ for _info in (
         "harmonic mean of precision and recall (binary: positive class; else macro)",
     ),
     MetricInfo(
-        "auc",
+        "utility/auc",
         "utility",
         "maximize",
         "fraction",
@@ -72,7 +97,7 @@ for _info in (
         "ROC-AUC from predicted probabilities (multiclass: one-vs-rest macro)",
     ),
     MetricInfo(
-        "minority_recall",
+        "utility/minority_recall",
         "utility",
         "maximize",
         "fraction",
@@ -80,4 +105,4 @@ for _info in (
         "recall of the least frequent class of the real train split",
     ),
 ):
-    _register(_info)
+    register_metric(_info)

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -26,10 +24,10 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
 
 from dpshare.errors import UserInputError
+from dpshare.evaluation.features import _as_object, _numeric_view, _preprocessor
 from dpshare.registry import Registry
 
 DOWNSTREAM_MODELS: Registry[Callable[[int], Any]] = Registry("downstream model")
@@ -41,50 +39,6 @@ DOWNSTREAM_MODELS.register("hist_gradient_boosting")(
 )
 
 _SHORT = {"logistic_regression": "logreg", "hist_gradient_boosting": "hgb"}
-
-
-def _numeric_view(frame: pd.DataFrame) -> pd.DataFrame:
-    """Datetimes -> (ordinal day, hour, day of week); bools -> 0/1; others unchanged."""
-    out = {}
-    for col in frame.columns:
-        s = frame[col]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            out[f"{col}__days"] = (s - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
-            out[f"{col}__hour"] = s.dt.hour + s.dt.minute / 60.0
-            out[f"{col}__dow"] = s.dt.day_of_week.astype("float64")
-        elif pd.api.types.is_bool_dtype(s):
-            out[col] = s.astype("float64")
-        else:
-            out[col] = s
-    return pd.DataFrame(out, index=frame.index)
-
-
-def _preprocessor(frame: pd.DataFrame) -> ColumnTransformer:
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-    categorical = [c for c in frame.columns if c not in numeric]
-    return ColumnTransformer(
-        [
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-            (
-                "cat",
-                make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value="__missing__"),
-                    OneHotEncoder(handle_unknown="ignore", min_frequency=5),
-                ),
-                categorical,
-            ),
-        ],
-        sparse_threshold=0.0,
-    )
-
-
-def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categorical/string columns as plain object arrays (uniform input for the encoders)."""
-    frame = frame.copy()
-    for c in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[c]):
-            frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    return frame
 
 
 def _scores(
@@ -115,6 +69,39 @@ def _scores(
     return {k: float(v) for k, v in out.items()}
 
 
+def fit_downstream(
+    model: str | Any,
+    train: pd.DataFrame,
+    *,
+    target: str,
+    classes: np.ndarray,
+    seed: int,
+) -> Callable[[pd.DataFrame], np.ndarray] | None:
+    """Fit a downstream model (a :data:`DOWNSTREAM_MODELS` name or an unfitted scikit-learn
+    estimator) on ``train`` and return its ``predict_proba`` over feature columns, one column
+    per entry of ``classes`` (classes unseen in training get probability 0). None when
+    ``train`` has a single class."""
+    y_train = train[target].to_numpy()
+    if len(np.unique(y_train)) < 2:
+        return None
+    x_train = _as_object(_numeric_view(train.drop(columns=[target])))
+    estimator = DOWNSTREAM_MODELS.get(model)(seed) if isinstance(model, str) else model
+    # a model that reads raw columns (the image cnn) gets them unscaled
+    prep = "passthrough" if getattr(estimator, "raw_features", False) else _preprocessor(x_train)
+    pipe = Pipeline([("prep", prep), ("model", estimator)])
+    pipe.fit(x_train, y_train)
+    columns = [int(np.flatnonzero(classes == c)[0]) for c in pipe.classes_]
+
+    def predict_proba(frame: pd.DataFrame) -> np.ndarray:
+        x = _as_object(_numeric_view(frame.drop(columns=[target], errors="ignore")))
+        proba_known = pipe.predict_proba(x[x_train.columns])
+        proba = np.zeros((len(frame), len(classes)))
+        proba[:, columns] = proba_known
+        return proba
+
+    return predict_proba
+
+
 def _fit_and_score(
     model_name: str,
     train: pd.DataFrame,
@@ -126,21 +113,10 @@ def _fit_and_score(
     seed: int,
 ) -> dict[str, float] | None:
     """Scores of one model trained on ``train``; None when ``train`` has a single class."""
-    y_train = train[target].to_numpy()
-    if len(np.unique(y_train)) < 2:
+    predict_proba = fit_downstream(model_name, train, target=target, classes=classes, seed=seed)
+    if predict_proba is None:
         return None
-    x_train = _as_object(_numeric_view(train.drop(columns=[target])))
-    x_test = _as_object(_numeric_view(test.drop(columns=[target])))
-    model = DOWNSTREAM_MODELS.get(model_name)(seed)
-    # a model that reads raw columns (the image cnn) gets them unscaled
-    prep = "passthrough" if getattr(model, "raw_features", False) else _preprocessor(x_train)
-    pipe = Pipeline([("prep", prep), ("model", model)])
-    pipe.fit(x_train, y_train)
-    proba_known = pipe.predict_proba(x_test)
-    # classes the model never saw in training get probability 0
-    proba = np.zeros((len(test), len(classes)))
-    for j, c in enumerate(pipe.classes_):
-        proba[:, int(np.flatnonzero(classes == c)[0])] = proba_known[:, j]
+    proba = predict_proba(test)
     return _scores(test[target].to_numpy(), proba, classes, positive_label, minority_label)
 
 

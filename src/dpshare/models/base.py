@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 
 
 class SyntheticDataMethod(ABC):
@@ -61,6 +63,15 @@ class ReleasedModelMethod(ABC):
 
     def privacy_summary(self) -> dict[str, Any]:
         return {}
+
+    def attack_surrogate(self, seed: int) -> Any:
+        """An unfitted, NON-private scikit-learn model of the released model's family: the
+        attacker's shadow models (LiRA) are trained with it. ``method.hidden_dims: []`` (a
+        linear softmax) maps to logistic regression, hidden layers to an MLP of those widths."""
+        hidden = list(getattr(getattr(self, "cfg", None), "hidden_dims", None) or [])
+        if not hidden:
+            return LogisticRegression(max_iter=2000, random_state=seed)
+        return MLPClassifier(hidden_layer_sizes=tuple(hidden), max_iter=300, random_state=seed)
 
     def artifacts(self) -> dict[str, Any]:
         return {}
