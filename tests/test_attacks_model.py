@@ -87,7 +87,7 @@ def mia_data() -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(0)
     return {
         "train": _population(100, rng),
-        "test": _population(100, rng),
+        "test": _population(200, rng),  # room for 100 label-matched non-members
         "reference": _population(200, rng),  # halves of 100 = the target's training size
     }
 

@@ -10,12 +10,12 @@ import pytest
 
 from dpshare.errors import UserInputError
 from dpshare.evaluation import attacks
-from dpshare.evaluation.attacks.base import AttackContext, build_context
+from dpshare.evaluation.attacks.base import AttackContext, build_context, matched_targets
 from dpshare.evaluation.attacks.copies import exact_copy_share
 from dpshare.evaluation.metrics import metric_info
 
 TARGET = "label"
-N_TRAIN = 1000  # members = the whole train split (n_targets >= N_TRAIN = len(test))
+N_TRAIN = 1000  # members: (nearly) the whole train split, label-matched to test records
 MIA_ATTACKS = ("mia_dcr", "mia_domias", "mia_shadow")
 CHANCE_TOLERANCE = 0.07  # ~5 standard errors of a chance AUC with 1000 + 1000 records
 
@@ -38,7 +38,8 @@ def _population(n: int, rng: np.random.Generator, *, n_numeric: int = 6) -> pd.D
 
 def _splits(seed: int, *, n_numeric: int = 6) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    sizes = {"train": N_TRAIN, "test": N_TRAIN, "reference": 2000, "independent": N_TRAIN}
+    # a larger test split, so the label-matched non-members can number N_TRAIN
+    sizes = {"train": N_TRAIN, "test": 2 * N_TRAIN, "reference": 2000, "independent": N_TRAIN}
     return {name: _population(n, rng, n_numeric=n_numeric) for name, n in sizes.items()}
 
 
@@ -78,10 +79,36 @@ def independent_results(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, 
     return {name: _run(name, ctx) for name in (*MIA_ATTACKS, "copies")}
 
 
-def test_members_are_the_whole_train_split(splits: dict[str, pd.DataFrame]) -> None:
+def test_members_and_non_members_are_balanced_and_label_matched(
+    splits: dict[str, pd.DataFrame],
+) -> None:
     ctx = _context(splits, splits["train"])
     assert len(ctx.members) == len(ctx.non_members) == N_TRAIN
-    assert ctx.members.index.equals(splits["train"].index)
+    assert ctx.members.index.isin(splits["train"].index).all()
+    assert ctx.non_members.index.isin(splits["test"].index).all()
+    assert ctx.members.index.is_unique and ctx.non_members.index.is_unique
+    pd.testing.assert_series_equal(
+        ctx.members[TARGET].value_counts().sort_index(),
+        ctx.non_members[TARGET].value_counts().sort_index(),
+    )
+    assert ctx.train is splits["train"]  # copies are counted against the whole train split
+
+
+def test_matched_targets_follow_the_train_label_shares() -> None:
+    """A 3% label keeps its share on both sides instead of varying by chance (30 +- 5 per
+    1,000), so an attribute attack's main and control see the same label mix."""
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"x": rng.normal(size=20_000), TARGET: rng.random(20_000) < 0.03})
+    test = pd.DataFrame({"x": rng.normal(size=5_000), TARGET: rng.random(5_000) < 0.03})
+    for seed in range(3):
+        members, non_members = matched_targets(train, test, TARGET, 1000, seed=seed)
+        assert len(members) == len(non_members) == 1000
+        expected = round(1000 * train[TARGET].mean())
+        assert members[TARGET].sum() == non_members[TARGET].sum() == expected
+        # shuffled: the positives are not one block at the start or the end
+        assert 0 < np.argmax(members[TARGET].to_numpy()) < 1000 - expected
+    without_label = matched_targets(train.drop(columns=TARGET), test, TARGET, 50, seed=0)
+    assert [len(f) for f in without_label] == [50, 50]
 
 
 def test_copy_generator_is_caught_by_dcr(copy_results: dict[str, dict[str, float | None]]) -> None:
@@ -160,6 +187,32 @@ def test_max_synthetic_caps_the_records_examined(splits: dict[str, pd.DataFrame]
     result = _run("copies", ctx)
     assert result["n_synthetic"] == 200
     assert result["exact_copy_share"] == 1.0
+
+
+def test_exact_copies_are_counted_over_the_whole_release(
+    splits: dict[str, pd.DataFrame],
+) -> None:
+    """A release of 100 copies among 900 fresh records: the distance metrics look at 200
+    sampled records, but the exact-copy share is over all 1,000 (a sample could miss them)."""
+    synthetic = pd.concat(
+        [splits["train"].iloc[:100], splits["independent"].iloc[:900]], ignore_index=True
+    )
+    ctx = _context(splits, synthetic)
+    ctx.params = {"max_synthetic": 200}
+    result = _run("copies", ctx)
+    assert result["n_synthetic"] == 200
+    assert result["exact_copy_share"] == pytest.approx(0.1)
+
+
+def test_dcr_searches_a_release_larger_than_the_cap(splits: dict[str, pd.DataFrame]) -> None:
+    """A copier whose release hides the train split among 24,000 other records (more than the
+    20,000 default cap of the density attacks) is still caught by every member."""
+    rng = np.random.default_rng(5)
+    synthetic = pd.concat([splits["train"], _population(24_000, rng)], ignore_index=True).sample(
+        frac=1.0, random_state=0
+    )
+    result = _run("mia_dcr", _context(splits, synthetic))
+    assert result["tpr_at_fpr_1pct"] == pytest.approx(1.0)
 
 
 def test_domias_is_weak_with_few_continuous_columns() -> None:

@@ -122,6 +122,8 @@ def test_mnist_trains_and_tests_on_official_test_images(tmp_path: Path) -> None:
             "scale.max_epochs=1",
             "eval.models=[logistic_regression]",
             "eval.primary_model=logistic_regression",
+            "eval.fidelity=[prdc]",  # the full evaluation on images has its own tests
+            "eval.attacks=[mia_dcr]",
         ],
         tmp_path / "r",
     )

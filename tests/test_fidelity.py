@@ -432,3 +432,14 @@ def test_fd_lenet_identical_images(tmp_path, monkeypatch: pytest.MonkeyPatch) ->
     assert out["fidelity/precision"] == 1.0
     assert out["fidelity/recall"] == 1.0
     assert len(list(tmp_path.glob(f"{feature_nets.LENET_FEATURES_VERSION}-*.pt"))) == 1
+
+
+def test_detection_is_chance_for_one_distribution_and_perfect_for_disjoint_ones() -> None:
+    from dpshare.evaluation.fidelity import detection_scores
+
+    rng = np.random.default_rng(0)
+    same = detection_scores(rng.normal(size=(600, 4)), rng.normal(size=(600, 4)), seed=0)
+    assert same["detection_auc"] == pytest.approx(0.5, abs=0.07)
+    assert same["detection_accuracy"] == pytest.approx(0.5, abs=0.07)
+    far = detection_scores(rng.normal(size=(300, 4)), rng.normal(5.0, 1.0, size=(300, 4)))
+    assert far["detection_auc"] > 0.99 and far["detection_accuracy"] > 0.97

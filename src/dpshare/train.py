@@ -26,9 +26,10 @@ from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
+from dpshare.evaluation.attacks import ATTACKS
 from dpshare.evaluation.attacks.runner import evaluate_attacks
-from dpshare.evaluation.fidelity import evaluate_fidelity
-from dpshare.evaluation.utility import evaluate_released_model
+from dpshare.evaluation.fidelity import FEATURE_NETS, FIDELITY_METRICS, evaluate_fidelity
+from dpshare.evaluation.utility import DOWNSTREAM_MODELS, evaluate_released_model
 from dpshare.loggers import build_loggers, finish_loggers, log_summary
 from dpshare.models import METHODS
 from dpshare.models.base import ReleasedModelMethod, SyntheticDataMethod
@@ -89,6 +90,7 @@ def train_method(
     loggers: list[Any] = []
     status = "failed"
     try:
+        check_eval_config(cfg.eval)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         t0 = time.perf_counter()
         data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
@@ -265,6 +267,30 @@ def train_method(
         raise
     finally:
         finish_loggers(loggers, status)
+
+
+def check_eval_config(eval_cfg: DictConfig) -> None:
+    """Fail before any training on an unknown metric, attack or model name in ``eval``."""
+    for name in eval_cfg.models:
+        DOWNSTREAM_MODELS.get(name)
+    DOWNSTREAM_MODELS.get(eval_cfg.attack_model)
+    for name in eval_cfg.fidelity:
+        FIDELITY_METRICS.get(name)
+    if eval_cfg.feature_net is not None:
+        FEATURE_NETS.get(eval_cfg.feature_net)
+    for name in eval_cfg.attacks:
+        ATTACKS.get(name)
+    extra = sorted(set(eval_cfg.attack_params or {}) - set(eval_cfg.attacks))
+    if extra:
+        raise UserInputError(
+            f"eval.attack_params names attack(s) {extra} that are not in "
+            f"eval.attacks={list(eval_cfg.attacks)}"
+        )
+    if eval_cfg.attack_targets < 10:
+        raise UserInputError(
+            f"eval.attack_targets={eval_cfg.attack_targets}: a membership game needs at least "
+            "10 members and 10 non-members"
+        )
 
 
 def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, PrivacyPlan | None]:

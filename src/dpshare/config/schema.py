@@ -279,7 +279,14 @@ class EvalConfig:
     seed: int = 0
     # fidelity (dpshare.evaluation.fidelity): registered names; real side = the real test split
     fidelity: list[str] = field(
-        default_factory=lambda: ["fd_raw", "fd_encoder", "prdc", "marginals", "correlations"]
+        default_factory=lambda: [
+            "fd_raw",
+            "fd_encoder",
+            "prdc",
+            "marginals",
+            "correlations",
+            "detection",
+        ]
     )
     fidelity_max_rows: int | None = 5000  # rows of each table the fidelity metrics compare
     prdc_k: int = 5  # k of the k-NN balls in precision/recall/density/coverage

@@ -83,6 +83,9 @@ import pandas as pd
 from prdc import compute_prdc
 from scipy import linalg
 from scipy.stats import ks_2samp
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from dpshare.errors import UserInputError
 from dpshare.evaluation.feature_nets import (
@@ -387,6 +390,44 @@ def _marginals(x: FidelityInputs) -> dict[str, float | None]:
     return {f"fidelity/{name}": value for name, value in scores.items()}
 
 
+def detection_scores(
+    real: np.ndarray, synthetic: np.ndarray, *, seed: int = 0, folds: int = 5
+) -> dict[str, float]:
+    """Classifier two-sample test (Lopez-Paz & Oquab 2017): a gradient-boosting classifier
+    tells real (label 0) from synthetic (label 1) rows, scored by stratified ``folds``-fold
+    cross-validation on equal-size samples. Returns ``detection_auc`` (0.5 = indistinguishable,
+    1 = always told apart) and ``detection_accuracy``. This is what Deng 2026 (Table 1) calls
+    its "MIA accuracy": "the accuracy of an attacker model distinguishing real data from
+    generated data"; it measures realism, not membership (docs/evaluation.md)."""
+    n = min(len(real), len(synthetic))
+    if n < folds:
+        raise UserInputError(f"detection needs at least {folds} rows of each table, got {n}")
+    rng = np.random.default_rng(seed)
+    x = np.vstack(
+        [
+            real[rng.choice(len(real), n, replace=False)],
+            synthetic[rng.choice(len(synthetic), n, replace=False)],
+        ]
+    )
+    y = np.r_[np.zeros(n), np.ones(n)]
+    proba = cross_val_predict(
+        HistGradientBoostingClassifier(random_state=seed, max_iter=100),
+        x,
+        y,
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        method="predict_proba",
+    )[:, 1]
+    return {
+        "detection_auc": float(roc_auc_score(y, proba)),
+        "detection_accuracy": float(np.mean((proba > 0.5) == y)),
+    }
+
+
+def _detection(x: FidelityInputs) -> dict[str, float | None]:
+    scores = detection_scores(*x.table_features, seed=x.seed)
+    return {f"fidelity/{name}": value for name, value in scores.items()}
+
+
 def _correlations(x: FidelityInputs) -> dict[str, float | None]:
     return {"fidelity/correlation_distance": correlation_distance(*x.table_features)}
 
@@ -409,6 +450,9 @@ for _name, _metric in {
         ),
     ),
     "correlations": FidelityMetric(_correlations, ("fidelity/correlation_distance",)),
+    "detection": FidelityMetric(
+        _detection, ("fidelity/detection_auc", "fidelity/detection_accuracy")
+    ),
 }.items():
     FIDELITY_METRICS.register(_name)(_metric)
 
@@ -619,6 +663,24 @@ for _info in (
         (0.0, 2.0),
         "mean |r_real - r_synth| over pairs of TableEncoder features (Pearson, within the real "
         "test and the synthetic table)",
+    ),
+    MetricInfo(
+        "fidelity/detection_auc",
+        "fidelity",
+        "minimize",
+        "fraction",
+        (0.0, 1.0),
+        "classifier two-sample test: cross-validated ROC-AUC of gradient boosting telling real "
+        "test rows from synthetic rows (0.5 = indistinguishable); Deng 2026's 'MIA accuracy'",
+    ),
+    MetricInfo(
+        "fidelity/detection_accuracy",
+        "fidelity",
+        "minimize",
+        "fraction",
+        (0.0, 1.0),
+        "classifier two-sample test: cross-validated accuracy on equal real/synthetic samples "
+        "(0.5 = indistinguishable)",
     ),
 ):
     register_metric(_info)

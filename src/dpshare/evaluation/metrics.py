@@ -104,5 +104,14 @@ for _info in (
         (0.0, 1.0),
         "recall of the least frequent class of the real train split",
     ),
+    MetricInfo(
+        "utility/single_class",
+        "utility",
+        "none",
+        "flag",
+        (0.0, 1.0),
+        "1 when the synthetic table held a single class, so no TSTR model could be trained "
+        "(its TSTR scores are then None)",
+    ),
 ):
     register_metric(_info)

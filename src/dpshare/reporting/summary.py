@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from dpshare.reporting import records
+from dpshare.reporting.stats import summarize
 
 
 @dataclass
@@ -169,8 +170,10 @@ def comparison_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
         entry["seeds"] = len(group)
         entry["epsilon_spent"] = group["epsilon_spent"].max()
         for metric in COMPARISON_METRICS:
-            entry[metric] = group[metric].mean()
-            entry[f"{metric}_sd"] = group[metric].std(ddof=1) if len(group) > 1 else float("nan")
+            summary = summarize(group[metric])
+            entry[metric] = summary.mean
+            entry[f"{metric}_sd"] = summary.sd
+            entry[f"{metric}_ci95"] = summary.ci
         out.append(entry)
     for dataset, values in refs.items():
         ref_frame = pd.DataFrame(values)
@@ -186,6 +189,7 @@ def comparison_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
         for metric in COMPARISON_METRICS:
             entry[metric] = ref_frame[metric].mean()
             entry[f"{metric}_sd"] = float("nan")  # same real data and model in every run
+            entry[f"{metric}_ci95"] = float("nan")
         out.append(entry)
     return pd.DataFrame(out)
 
@@ -233,8 +237,10 @@ def write_comparison(
     title: str,
     reported: tuple[str, str, dict[float, float]] | None = None,
 ) -> list[Path]:
-    """``comparison.md`` and ``comparison.csv`` (mean +- sd over seeds) in ``out_dir``; with
-    ``reported`` (from :func:`reported_values`) a ``paper_<metric>`` column beside ours."""
+    """``comparison.md`` and ``comparison.csv`` (mean, sd and 95% t-interval over seeds) in
+    ``out_dir``; with ``reported`` (from :func:`reported_values`) a ``paper_<metric>`` column
+    beside ours. When the records hold fidelity or attack metrics, also ``evaluation.md`` and
+    ``evaluation.csv`` (:func:`evaluation_table`)."""
     table = comparison_table(runs)
     if reported is not None:
         column, metric, values = reported
@@ -251,8 +257,8 @@ def write_comparison(
     metrics = list(COMPARISON_METRICS)
     for metric in metrics:
         shown[metric] = [
-            "n/a" if mean != mean else (f"{mean:.3f}" if sd != sd else f"{mean:.3f} ± {sd:.3f}")
-            for mean, sd in zip(table[metric], table[f"{metric}_sd"], strict=True)
+            "n/a" if mean != mean else (f"{mean:.3f}" if ci != ci else f"{mean:.3f} ± {ci:.3f}")
+            for mean, ci in zip(table[metric], table[f"{metric}_ci95"], strict=True)
         ]
     if reported is not None:
         key = f"paper_{reported[1]}"
@@ -262,8 +268,139 @@ def write_comparison(
         "",
         "Downstream scores on the held-out real test split: generators by TSTR (the primary "
         "downstream model trained on their synthetic rows), DP-LR and FedAvg by their released "
-        "model; mean ± standard deviation over seeds. `epsilon_spent` is the largest over "
-        "the seeds. Rebuilt from these run records:",
+        "model; mean ± half-width of the 95% Student-t interval over seeds (the CSV also "
+        "holds the standard deviation). `epsilon_spent` is the largest over the seeds. "
+        "Rebuilt from these run records:",
+        "",
+        *[f"- `{rec.run_dir}`" for rec in runs],
+        "",
+        _markdown(shown),
+        "",
+    ]
+    text = "\n".join(lines)
+    records._atomic(md_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    written = [md_path, csv_path]
+    evaluation = evaluation_table(runs)
+    if not evaluation.empty:
+        written += write_evaluation(runs, evaluation, out_dir, title=title)
+    return written
+
+
+# headline fidelity and attack metrics of the evaluation table, in display order (the run's
+# metrics.json holds many more; docs/evaluation.md defines each)
+EVALUATION_METRICS = (
+    "fidelity/fd_raw",
+    "fidelity/fd_encoder",
+    "fidelity/fd_lenet",
+    "fidelity/precision",
+    "fidelity/recall",
+    "fidelity/density",
+    "fidelity/coverage",
+    "fidelity/detection_auc",
+    "attack/mia_dcr/auc",
+    "attack/mia_dcr/tpr_at_fpr_1pct",
+    "attack/mia_dcr/success_rate",
+    "attack/mia_domias/auc",
+    "attack/mia_shadow/auc",
+    "attack/mia_loss/auc",
+    "attack/mia_loss/tpr_at_fpr_1pct",
+    "attack/mia_lira/auc",
+    "attack/mia_lira/tpr_at_fpr_1pct",
+    "attack/aia/success_rate",
+    "attack/aia/control_success_rate",
+    "attack/aia/risk",
+    "attack/inversion/reconstruction_accuracy",
+    "attack/inversion/reconstruction_accuracy_control",
+    "attack/copies/exact_copy_share",
+    "attack/copies/dcr_share_closer_to_train",
+)
+
+
+def evaluation_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per (dataset, method, privacy, target epsilon) and one column group per headline
+    fidelity/attack metric (:data:`EVALUATION_METRICS`) that at least one run reported: mean,
+    sd and 95% t-interval half-width over seeds. Empty when no run has such metrics."""
+    runs = list(runs)
+    present = [k for k in EVALUATION_METRICS if any(_is_number(r.metrics.get(k)) for r in runs)]
+    if not present:
+        return pd.DataFrame()
+    rows = []
+    for rec in runs:
+        cfg = rec.config
+        row: dict[str, Any] = {
+            "dataset": cfg["dataset"]["name"],
+            "method": cfg["method"]["name"],
+            "privacy": cfg["privacy"]["name"],
+            "target_epsilon": cfg["privacy"].get("target_epsilon"),
+            "epsilon_spent": _number(rec.metrics.get("privacy/epsilon_spent")),
+        }
+        for key in present:
+            row[key] = _number(rec.metrics.get(key))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    keys = ["dataset", "method", "privacy", "target_epsilon"]
+    out = []
+    for key, group in frame.groupby(keys, dropna=False, sort=False):
+        entry = dict(zip(keys, key, strict=True))
+        entry["seeds"] = len(group)
+        entry["epsilon_spent"] = group["epsilon_spent"].max()
+        for metric in present:
+            summary = summarize(group[metric])
+            entry[metric] = summary.mean
+            entry[f"{metric}_sd"] = summary.sd
+            entry[f"{metric}_ci95"] = summary.ci
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def write_evaluation(
+    runs: list[RunRecord], table: pd.DataFrame, out_dir: Path, *, title: str
+) -> list[Path]:
+    """``evaluation.md`` (one row per metric, one column per method: the table is wide) and
+    ``evaluation.csv`` (:func:`evaluation_table` as is) in ``out_dir``."""
+    import dpshare.evaluation.attacks.runner
+    import dpshare.evaluation.fidelity  # noqa: F401  (both register their metrics on import)
+    from dpshare.evaluation.metrics import metric_info
+    from dpshare.registry import UnknownNameError
+
+    out_dir = Path(out_dir)
+    csv_path, md_path = out_dir / "evaluation.csv", out_dir / "evaluation.md"
+    records._atomic(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    metrics = [k for k in EVALUATION_METRICS if k in table.columns]
+    labels = [
+        f"{m} {p}" + ("" if t != t or t is None else f" eps {t:g}")
+        for m, p, t in zip(table["method"], table["privacy"], table["target_epsilon"], strict=True)
+    ]
+    rows = [
+        [
+            "privacy/epsilon_spent (max over seeds)",
+            *(summarize([e]).text() for e in table["epsilon_spent"]),
+        ]
+    ]
+    for metric in metrics:
+        try:
+            direction = metric_info(metric).direction
+        except UnknownNameError:
+            direction = "none"
+        arrow = {"maximize": "↑", "minimize": "↓"}.get(direction, "")
+        cells = [
+            summarize([m]).text() if ci != ci else f"{m:.3f} ± {ci:.3f}"
+            for m, ci in zip(table[metric], table[f"{metric}_ci95"], strict=True)
+        ]
+        rows.append([f"{metric} {arrow}".strip(), *cells])
+    shown = pd.DataFrame(rows, columns=["metric", *labels])
+    seeds = ", ".join(f"{label}: {n}" for label, n in zip(labels, table["seeds"], strict=True))
+    lines = [
+        f"# {title}: fidelity and privacy attacks",
+        "",
+        "Fidelity of each artifact against the held-out real test split and the registered "
+        "attacks on it (docs/evaluation.md defines every metric and threat model; ↑ higher is "
+        "better for the data holder, ↓ lower is better). Mean ± half-width of the 95% "
+        f"Student-t interval over seeds ({seeds}). Rebuilt from these run records:",
         "",
         *[f"- `{rec.run_dir}`" for rec in runs],
         "",

@@ -54,6 +54,9 @@ class AttackContext:
     # fit on a table with the target column, return its predict_proba (same class order as
     # ``model_classes``). Documented per method in docs/evaluation.md.
     shadow_factory: Callable[[pd.DataFrame], PredictProba] | None = None
+    # The whole real train split (``members`` is a sample of it): only for evaluator-side
+    # counts over every training record (exact/near copies), never handed to an attacker.
+    train: pd.DataFrame | None = None
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # eval.attack_params.<name>
 
@@ -88,6 +91,58 @@ def register_attack(
     return decorator
 
 
+def matched_targets(
+    train: pd.DataFrame, test: pd.DataFrame, target: str, n_targets: int, *, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` member and ``n`` non-member targets with identical label counts.
+
+    Independent draws give the two sides different label mixes by chance (30 +- 5 positives per
+    1,000 at a 3% rate), and with a rare label that alone moves an attribute attack's success
+    rate by a few points, which the main/control comparison would misread as a leak. Each label
+    gets its share of ``n`` in the train split (largest remainder), capped by what both splits
+    hold, and a shortfall goes to the labels with room left; so ``n`` targets per side unless the
+    splits' label counts make that impossible (then fewer, still equal on both sides). Without a
+    label column the draws are plain random samples.
+    """
+    n = int(min(n_targets, len(train), len(test)))
+    if target not in train.columns or target not in test.columns or n <= 0:
+        return sample_rows(train, n, seed=seed), sample_rows(test, n, seed=seed + 1)
+    shares = train[target].value_counts(normalize=True, dropna=False)
+    groups = {
+        label: (
+            train[train[target] == label] if label == label else train[train[target].isna()],
+            test[test[target] == label] if label == label else test[test[target].isna()],
+        )
+        for label in shares.index
+    }
+    capacity = pd.Series({label: min(len(a), len(b)) for label, (a, b) in groups.items()})
+    raw = shares * n
+    counts = np.minimum(np.floor(raw).astype(int), capacity)
+    # the rounding remainder, and what a label short in one split cannot take, goes to the
+    # labels with room left, largest remainder / share first
+    order = list((raw - np.floor(raw)).sort_values(ascending=False).index)
+    order += [label for label in shares.index if label not in order]
+    while counts.sum() < n and (capacity > counts).any():
+        for label in order:
+            if counts.sum() >= n:
+                break
+            if counts[label] < capacity[label]:
+                counts[label] += 1
+    members, non_members = [], []
+    for i, (label, count) in enumerate(counts.items()):
+        if count == 0:
+            continue
+        in_train, in_test = groups[label]
+        members.append(in_train.sample(n=int(count), random_state=seed + 2 * i))
+        non_members.append(in_test.sample(n=int(count), random_state=seed + 2 * i + 1))
+    if not members:
+        return sample_rows(train, n, seed=seed), sample_rows(test, n, seed=seed + 1)
+    # shuffle so no attack sees the rows grouped by label
+    rng = np.random.default_rng(seed)
+    m, u = pd.concat(members), pd.concat(non_members)
+    return m.iloc[rng.permutation(len(m))], u.iloc[rng.permutation(len(u))]
+
+
 def build_context(
     *,
     train: pd.DataFrame,
@@ -102,11 +157,12 @@ def build_context(
     model_classes: np.ndarray | None = None,
 ) -> AttackContext:
     """Draw ``n`` members from ``train`` and ``n`` non-members from ``test``, with
-    ``n = min(n_targets, len(train), len(test))`` so every membership game is balanced."""
-    n = int(min(n_targets, len(train), len(test)))
+    ``n = min(n_targets, len(train), len(test))`` so every membership game is balanced, and
+    with the same count of each ``target`` label on both sides (:func:`matched_targets`)."""
+    members, non_members = matched_targets(train, test, target, n_targets, seed=seed)
     return AttackContext(
-        members=sample_rows(train, n, seed=seed),
-        non_members=sample_rows(test, n, seed=seed + 1),
+        members=members,
+        non_members=non_members,
         reference=reference,
         target=target,
         positive_label=positive_label,
@@ -114,6 +170,7 @@ def build_context(
         predict_proba=predict_proba,
         model_classes=model_classes,
         seed=seed,
+        train=train,
     )
 
 

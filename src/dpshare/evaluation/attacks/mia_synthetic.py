@@ -1,15 +1,16 @@
 """Membership inference against a released synthetic table: distance, density ratio, shadow.
 
 Threat model (all three attacks): the attacker holds the released synthetic table
-(``ctx.synthetic``, at most ``max_synthetic`` records of it, default 20 000, drawn with
-``ctx.seed``) and a population sample ``ctx.reference`` disjoint from the records scored; she
-never sees the generator or retrains it. Every record is compared in one numeric view, a
-:class:`~dpshare.evaluation.features.TableEncoder` fitted on the reference population over ALL
-columns, the target label included (standardised numeric columns, one-hot categories; Euclidean
-distance in that view). A higher score means "member"; each attack returns
-:func:`~dpshare.evaluation.attacks.base.membership_summary` (``auc``, ``tpr_at_fpr_1pct``,
-``tpr_at_fpr_0p1pct``, ``success_rate``, ``advantage``, ``n_members``, ``n_non_members``).
-Like every empirical attack, a success shows how much leaks at least, never an upper bound.
+(``ctx.synthetic``: ``mia_dcr`` searches all of it, the density and shadow attacks fit on at most
+``max_synthetic`` records of it, default 20 000, drawn with ``ctx.seed``) and a population sample
+``ctx.reference`` disjoint from the records scored; she never sees the generator or retrains it.
+Every record is compared in one numeric view, a :class:`~dpshare.evaluation.features.TableEncoder`
+fitted on the reference population over ALL columns, the target label included (standardised
+numeric columns, one-hot categories; Euclidean distance in that view). A higher score means
+"member"; each attack returns :func:`~dpshare.evaluation.attacks.base.membership_summary` (``auc``,
+``tpr_at_fpr_1pct``, ``tpr_at_fpr_0p1pct``, ``success_rate``, ``advantage``, ``n_members``,
+``n_non_members``). Like every empirical attack, a success shows how much leaks at least, never an
+upper bound.
 
 * ``mia_dcr``: distance to the closest synthetic record (DCR), the baseline of the synthetic-data
   MIA literature (e.g. Chen et al. 2020, "GAN-Leaks", full black-box attack; Stadler et al.
@@ -93,22 +94,28 @@ def require_synthetic(ctx: AttackContext) -> pd.DataFrame:
     return ctx.synthetic
 
 
-def capped_synthetic(ctx: AttackContext) -> pd.DataFrame:
-    """At most ``max_synthetic`` (default 20 000) synthetic records, drawn with ``ctx.seed``."""
+def capped_synthetic(
+    ctx: AttackContext, default_cap: int | None = DEFAULT_MAX_SYNTHETIC
+) -> pd.DataFrame:
+    """At most ``max_synthetic`` (default ``default_cap``; None = all) synthetic records,
+    drawn with ``ctx.seed``."""
     synthetic = require_synthetic(ctx)
-    cap = int(ctx.params.get("max_synthetic", DEFAULT_MAX_SYNTHETIC))
+    value = ctx.params.get("max_synthetic", default_cap)
+    if value is None:
+        return synthetic
+    cap = int(value)
     if cap < 1:
         raise UserInputError(f"max_synthetic must be >= 1, got {cap}")
     return sample_rows(synthetic, cap, seed=ctx.seed)
 
 
 def encoded_views(
-    ctx: AttackContext,
+    ctx: AttackContext, default_cap: int | None = DEFAULT_MAX_SYNTHETIC
 ) -> tuple[TableEncoder, np.ndarray, np.ndarray, np.ndarray]:
     """The reference-fitted encoder and the encoded (capped) synthetic table, members and
     non-members. Checks the reference is non-empty and the synthetic table exists first."""
     require_reference(ctx)
-    synthetic = capped_synthetic(ctx)
+    synthetic = capped_synthetic(ctx, default_cap)
     if len(ctx.members) == 0 or len(ctx.non_members) == 0:
         raise ValueError("a membership game needs at least one member and one non-member")
     encoder = ctx.encoder()
@@ -137,8 +144,10 @@ def nearest_distances(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarr
 )
 def mia_dcr(ctx: AttackContext) -> dict[str, float | None]:
     """Distance-to-closest-record MIA: score = minus the distance to the closest synthetic
-    record in the reference-fitted encoding."""
-    _, synthetic, members, non_members = encoded_views(ctx)
+    record in the reference-fitted encoding. The whole synthetic table is searched (only the
+    2n targets are queries, so it is cheap): a sample of it would hide copies of the members
+    it left out (``max_synthetic`` still caps it when set)."""
+    _, synthetic, members, non_members = encoded_views(ctx, default_cap=None)
     n = len(members)
     d = nearest_distances(synthetic, np.r_[members, non_members], 1)[:, 0]
     return membership_summary(-d[:n], -d[n:])
