@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= smoke
+ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow reproduce audit lint format clean
+.PHONY: install test test-slow reproduce report audit lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,9 +25,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
-## The main job on the embedded simulator; writes results/. SCALE=smoke|paper
+## The main job, every paper experiment and the report; writes results/. SCALE=smoke|paper,
+## ARGS=extra Hydra overrides for every run (e.g. ARGS=trainer=gpu)
 reproduce: $(STAMP)
-	$(PY) -m dpshare.reproduce scale=$(SCALE)
+	$(PY) -m dpshare.reproduce scale=$(SCALE) $(ARGS)
+
+## Rebuild every table and figure in results/ from the run records under outputs/
+report: $(STAMP)
+	$(PY) -m dpshare.report
 
 ## Canary audit of DP-SGD: empirical epsilon lower bound beside the accountant's epsilon.
 audit: $(STAMP)

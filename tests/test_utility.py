@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,3 +108,47 @@ def test_unknown_model_and_primary_errors() -> None:
             models=["logistic_regression"],
             primary_model="hist_gradient_boosting",
         )
+
+
+def test_trtr_scores_are_cached_by_the_real_splits_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dpshare.evaluation import utility
+
+    train, test, synthetic = _table(1500, 0), _table(800, 1), _table(1500, 2)
+    first = evaluate_utility(
+        synthetic=synthetic, real_train=train, real_test=test, cache_dir=tmp_path, **KW
+    )
+    files = list((tmp_path / "trtr").glob("*.json"))
+    assert len(files) == 1
+    fitted: list[int] = []
+    original = utility._fit_and_score
+
+    def counting(*args: object, **kwargs: object) -> object:
+        fitted.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(utility, "_fit_and_score", counting)
+    again = evaluate_utility(
+        synthetic=synthetic, real_train=train, real_test=test, cache_dir=tmp_path, **KW
+    )
+    assert again == first  # same numbers, TSTR refitted, TRTR read back
+    assert len(fitted) == 2  # the two TSTR models only
+    # another real split, another seed or other models: a new key, never a stale score
+    evaluate_utility(
+        synthetic=synthetic, real_train=train.iloc[:-1], real_test=test, cache_dir=tmp_path, **KW
+    )
+    evaluate_utility(
+        synthetic=synthetic, real_train=train, real_test=test, cache_dir=tmp_path, seed=1, **KW
+    )
+    assert len(list((tmp_path / "trtr").glob("*.json"))) == 3
+    # an unreadable cache file is recomputed, not trusted
+    files[0].write_text("{not json", encoding="utf-8")
+    fitted.clear()
+    assert (
+        evaluate_utility(
+            synthetic=synthetic, real_train=train, real_test=test, cache_dir=tmp_path, **KW
+        )
+        == first
+    )
+    assert len(fitted) == 4

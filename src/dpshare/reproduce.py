@@ -1,36 +1,60 @@
-"""``python -m dpshare.reproduce [overrides]`` (what ``make reproduce`` runs).
+"""``python -m dpshare.reproduce [scale=smoke|paper] [overrides]`` (what ``make reproduce`` runs).
 
-Runs the main job, the non-private conditional GAN on the embedded cross-bank simulator
-(``experiment=bank_sim_standard_gan``), writes its run record under ``outputs/`` and rebuilds the
-tables in ``results/`` from that record on disk.
+1. The main job: the non-private conditional GAN on the embedded cross-bank simulator
+   (``experiment=bank_sim_standard_gan``), its table in ``results/bank_sim_standard_gan/<scale>/``.
+2. Every paper experiment whose records the report needs (:data:`EXPERIMENTS`), each as one Hydra
+   multirun (``python -m dpshare.train -m experiment=<name> scale=<scale>``) in a subprocess, so
+   one failing sweep never stops the others. The medical scenario runs on MIMIC-III only when
+   ``MIMIC3_ROOT`` is set; otherwise it is reported as not run on MIMIC-III and its sweep runs on
+   UCI Diabetes 130 as a labelled stand-in (``experiment_name=deng2026_medical_standin``), when
+   that data set is present.
+3. ``python -m dpshare.report`` over the records: every table and figure in ``results/``.
+
+``deng2026_privacy_attacks`` and ``tao2020_samples`` are not run separately: Table 4 and Fig. 8
+are drawn from the financial/medical and epsilon-sweep records of the same points. The wall time
+of each step goes to ``results/reproduce_<scale>.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 
 from dpshare.config import register_configs
 from dpshare.errors import UserInputError
 from dpshare.registry import UnknownNameError
+from dpshare.reporting import records
 from dpshare.reporting.summary import load_run, write_utility_summary
 from dpshare.train import CONF_DIR, summarize, train
 
 REPO_ROOT = CONF_DIR.parent
 MAIN_EXPERIMENT = "bank_sim_standard_gan"
+# the sweeps make reproduce runs, in order; the medical one is resolved by :func:`medical_sweep`
+EXPERIMENTS: tuple[str, ...] = (
+    "deng2026_financial",
+    "deng2026_medical",
+    "deng2026_noise_stages",
+    "tao2020_epsilon",
+    "tao2020_sigma",
+    "tao2020_delta",
+    "tao2020_sigma_delta",
+    "tao2020_sigma_epsilon",
+    "tao2020_delta_epsilon",
+)
 
 
-def reproduce(
-    overrides: list[str], *, results_dir: Path | None = None, output_root: Path | None = None
-) -> list[Path]:
+def main_job(
+    overrides: list[str], *, results_dir: Path, output_root: Path
+) -> tuple[list[Path], str]:
     """Run the main experiment and write ``results/<experiment>/<scale>/summary.{md,csv}``."""
     register_configs()
-    results_dir = Path(results_dir or REPO_ROOT / "results")
-    output_root = Path(output_root or REPO_ROOT / "outputs")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         probe = compose("config", overrides=[f"experiment={MAIN_EXPERIMENT}", *overrides])
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -46,20 +70,123 @@ def reproduce(
         results_dir / cfg.experiment_name / cfg.scale.name,
         title=f"{cfg.experiment_name} ({cfg.scale.name} scale)",
     )
-    return written
+    return written, str(cfg.scale.name)
+
+
+def medical_sweep() -> tuple[list[str], str]:
+    """The overrides of the medical sweep and a note saying on what it runs."""
+    if os.environ.get("MIMIC3_ROOT"):
+        # conf/dataset/mimic3.yaml reads MIMIC3_ROOT itself
+        return ["experiment=deng2026_medical"], "MIMIC-III (MIMIC3_ROOT)"
+    return (
+        [
+            "experiment=deng2026_medical",
+            "dataset=diabetes130",
+            "experiment_name=deng2026_medical_standin",
+            "tags=[deng2026,medical,standin,diabetes130]",
+        ],
+        "not run on MIMIC-III (MIMIC3_ROOT not set); stand-in: diabetes130",
+    )
+
+
+def run_sweep(args: list[str], *, env: dict[str, str], log_dir: Path) -> dict[str, Any]:
+    """One multirun in a subprocess; its output goes to ``log_dir/<experiment>.log``."""
+    name = next(a.split("=", 1)[1] for a in args if a.startswith("experiment_name="))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    started = time.perf_counter()
+    with log_path.open("w", encoding="utf-8") as log_file:
+        proc = subprocess.run(
+            [sys.executable, "-m", "dpshare.train", "-m", *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    seconds = time.perf_counter() - started
+    print(f"  {name}: exit {proc.returncode}, {seconds:.0f} s (log: {log_path})", flush=True)
+    return {"experiment": name, "exit_code": proc.returncode, "seconds": round(seconds, 1)}
+
+
+def reproduce(
+    overrides: list[str],
+    *,
+    results_dir: Path | None = None,
+    output_root: Path | None = None,
+    experiments: tuple[str, ...] = EXPERIMENTS,
+) -> dict[str, Any]:
+    """The main job, every experiment's sweep, then the report. Returns the timing record."""
+    from dpshare.report import build
+
+    started = time.perf_counter()
+    results_dir = Path(results_dir or REPO_ROOT / "results")
+    output_root = Path(output_root or os.environ.get("DPSHARE_OUTPUT") or REPO_ROOT / "outputs")
+    steps: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    written, scale = main_job(overrides, results_dir=results_dir, output_root=output_root)
+    steps.append(
+        {
+            "experiment": MAIN_EXPERIMENT,
+            "exit_code": 0,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
+    env = dict(os.environ, DPSHARE_OUTPUT=str(output_root), PYTHONUNBUFFERED="1")
+    env.setdefault("WANDB_MODE", "offline")
+    notes = []
+    passthrough = [o for o in overrides if not o.startswith("scale=")]
+    for experiment in experiments:
+        if experiment == "deng2026_medical":
+            args, note = medical_sweep()
+            notes.append(f"medical scenario: {note}")
+        else:
+            args = [f"experiment={experiment}"]
+        if not any(a.startswith("experiment_name=") for a in args):
+            args.append(f"experiment_name={experiment}")
+        steps.append(
+            run_sweep(
+                [*args, f"scale={scale}", *passthrough],
+                env=env,
+                log_dir=output_root / "reproduce_logs" / scale,
+            )
+        )
+    t0 = time.perf_counter()
+    index = build(output_root, results_dir, scales=(scale,))
+    steps.append(
+        {"experiment": "report", "exit_code": 0, "seconds": round(time.perf_counter() - t0, 1)}
+    )
+    timing = {
+        "scale": scale,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "steps": steps,
+        "notes": notes,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "main_job_tables": [str(p) for p in written],
+        "report_index": str(index),
+        "environment": records.environment(),
+    }
+    records.write_json(results_dir / f"reproduce_{scale}.json", timing)
+    return timing
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    started = time.perf_counter()
+    argv = sys.argv[1:]
+    if not any(a.startswith("scale=") for a in argv):
+        argv = ["scale=smoke", *argv]
     try:
-        written = reproduce(sys.argv[1:])
+        timing = reproduce(argv)
     except (UserInputError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"results written ({time.perf_counter() - started:.0f} s):")
-    for path in written:
-        print(f"  {path}")
+    failed = [s["experiment"] for s in timing["steps"] if s["exit_code"] != 0]
+    print(f"reproduce ({timing['scale']} scale): {timing['wall_seconds']:.0f} s wall")
+    for step in timing["steps"]:
+        print(f"  {step['experiment']}: {step['seconds']:.0f} s (exit {step['exit_code']})")
+    print(f"results: {timing['report_index']}")
+    if failed:
+        print(f"sweeps that exited non-zero (see their logs): {failed}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from dpshare import distributed
 from dpshare.config import register_configs
 from dpshare.data.base import split_records
 from dpshare.data.datamodule import TabularDataModule
@@ -28,9 +29,10 @@ from dpshare.errors import UserInputError
 from dpshare.evaluation import evaluate_utility
 from dpshare.evaluation.attacks import ATTACKS
 from dpshare.evaluation.attacks.runner import evaluate_attacks
+from dpshare.evaluation.feature_nets import default_cache_dir
 from dpshare.evaluation.fidelity import FEATURE_NETS, FIDELITY_METRICS, evaluate_fidelity
 from dpshare.evaluation.utility import DOWNSTREAM_MODELS, evaluate_released_model
-from dpshare.loggers import build_loggers, finish_loggers, log_summary
+from dpshare.loggers import build_loggers, finish_loggers, log_run_record, log_summary
 from dpshare.models import METHODS
 from dpshare.models.base import ReleasedModelMethod, SyntheticDataMethod
 from dpshare.privacy import BudgetExceededError, PrivacyLedger
@@ -91,6 +93,7 @@ def train_method(
     status = "failed"
     try:
         check_eval_config(cfg.eval)
+        distributed.check_config(cfg.trainer, private=cfg.privacy.name != "none")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         t0 = time.perf_counter()
         data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
@@ -123,15 +126,22 @@ def train_method(
         )
         method = METHODS.get(cfg.method.name)(cfg.method, datamodule, plan=plan)
         loggers = build_loggers(cfg, run_dir)
+        trainer_args = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
+        if plan is not None and plan.training_length == "budget":
+            trainer_args["max_epochs"] = plan.max_epochs  # the accountant sets the length
         trainer = pl.Trainer(
-            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            **trainer_args,
             logger=loggers or False,
             default_root_dir=str(run_dir),
             enable_checkpointing=False,
         )
+        distributed.check_trainer(trainer, private=plan is not None, seed=cfg.seed)
         t0 = time.perf_counter()
         method.fit(trainer)
         fit_seconds = time.perf_counter() - t0
+        if not trainer.is_global_zero:  # DDP: rank 0 samples, evaluates and writes the record
+            status = "success"
+            return {}, method
 
         t0 = time.perf_counter()
         synthetic: pd.DataFrame | None = None
@@ -162,6 +172,7 @@ def train_method(
             trtr=cfg.eval.trtr,
             max_train_rows=cfg.eval.max_train_rows,
             seed=cfg.eval.seed,
+            cache_dir=default_cache_dir() if cfg.eval.trtr_cache else None,
         )
         metrics: dict[str, Any]
         if synthetic is None:
@@ -255,6 +266,7 @@ def train_method(
         status = "success"
         run_info.update(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         records.write_json(run_dir / records.RUN_FILE, run_info)
+        log_run_record(loggers, run_dir)  # W&B only; a failure there is a warning
         return metrics, method
     except BaseException as exc:
         run_info.update(
@@ -370,6 +382,9 @@ def privacy_metrics(ledger: PrivacyLedger, plan: PrivacyPlan | None) -> dict[str
                 "privacy/sample_rate": plan.sample_rate,
                 "privacy/max_grad_norm": plan.max_grad_norm,
                 "privacy/noise_calibrated": int(plan.calibrated),
+                "privacy/training_length": plan.training_length,
+                "privacy/budget_steps": plan.budget_steps,
+                "privacy/budget_capped": int(plan.capped),
                 "privacy/stopped_by_budget": int(bool(entry.parameters.get("stopped_by_budget"))),
                 "privacy/noise_multiplier_min": min(series) if series else None,
                 "privacy/noise_multiplier_mean": sum(series) / len(series) if series else None,
@@ -400,6 +415,13 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
     )
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
     try:
@@ -407,8 +429,14 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
     except (UserInputError, UnknownNameError, BudgetExceededError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
+        if _in_multirun():
+            # one impossible point (e.g. a sigma too small for one step within epsilon) must not
+            # end the sweep: its run.json says "failed" with the reason, and reports show the
+            # point as not run with that reason
+            return {}
         sys.exit(2)
-    print(summarize(metrics, Path(cfg.run_dir)))
+    if metrics:  # empty in the extra processes of a multi-device run
+        print(summarize(metrics, Path(cfg.run_dir)))
     return metrics
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 # --------------------------------------------------------------------------------------- dataset
 
@@ -210,6 +210,12 @@ class DPConfig(PrivacyConfig):
     signal_noise_multiplier: float = 5.0
     signal_sample_rate: float = 0.05
     monitor_every: int = 50  # optimizer steps between controller updates
+    # How long DP-SGD trains: `epochs` (trainer.max_epochs) or `budget` (privacy=fixed with
+    # noise_multiplier AND target_epsilon given: as many noisy steps as the accountant allows,
+    # Tao 2020's setting), optionally capped at `budget_max_epochs` (the record says when the cap
+    # stopped training before the budget was spent).
+    training_length: str = "epochs"
+    budget_max_epochs: int | None = None
     # Seed of every DP noise draw (DP-SGD, releases, signals). None (default): fresh OS entropy,
     # so the noise cannot be regenerated from the saved config; set it only for tests.
     noise_seed: int | None = None
@@ -277,6 +283,9 @@ class EvalConfig:
     trtr: bool = True
     max_train_rows: int | None = None  # subsample TSTR/TRTR training tables (None = all rows)
     seed: int = 0
+    # keep TRTR scores in $DPSHARE_CACHE/trtr (keyed by the real splits and these settings), so
+    # a sweep fits the real-data reference once, not at every point
+    trtr_cache: bool = True
     # fidelity (dpshare.evaluation.fidelity): registered names; real side = the real test split
     fidelity: list[str] = field(
         default_factory=lambda: [
@@ -320,6 +329,9 @@ class TrainerConfig:
 
     accelerator: str = "cpu"
     devices: Any = 1
+    # "auto" = one process; several devices: "ddp_find_unused_parameters_true" (trainer=ddp,
+    # non-private runs only; docs/launchers.md)
+    strategy: str = "auto"
     max_epochs: int = 1
     precision: str = "32-true"
     deterministic: bool = True
@@ -358,6 +370,7 @@ class ScaleConfig:
     max_records: int | None = None  # cap on real records drawn from the dataset (None = all)
     max_epochs: int = MISSING
     eval_max_train_rows: int | None = None
+    seeds: str = "0"  # the seeds an experiment's sweep runs per point (Hydra sweep syntax)
 
 
 # ------------------------------------------------------------------------------------------ root
@@ -427,8 +440,19 @@ def group_schemas() -> dict[str, dict[str, type]]:
     return groups
 
 
+def by_scale(scale: str, smoke: Any, paper: Any) -> Any:
+    """``${by_scale:${scale.name},SMOKE,PAPER}``: an experiment's value at each scale, e.g. a
+    sweep grid that is cut at smoke scale (the experiment file states both)."""
+    if scale not in ("smoke", "paper"):
+        raise ValueError(f"by_scale: unknown scale {scale!r} (smoke | paper)")
+    return smoke if scale == "smoke" else paper
+
+
 def register_configs() -> None:
-    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    """Store every schema in Hydra's ConfigStore and register the ``by_scale`` resolver
+    (idempotent)."""
+    if not OmegaConf.has_resolver("by_scale"):
+        OmegaConf.register_new_resolver("by_scale", by_scale)
     cs = ConfigStore.instance()
     cs.store(name="root_schema", node=RootConfig)
     for group, options in group_schemas().items():

@@ -10,7 +10,10 @@ split: models use fixed hyper-parameters and the default 0.5 decision threshold.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from dpshare.errors import UserInputError
 from dpshare.evaluation.features import _as_object, _numeric_view, _preprocessor
 from dpshare.registry import Registry
+from dpshare.reporting import records
 
 DOWNSTREAM_MODELS: Registry[Callable[[int], Any]] = Registry("downstream model")
 DOWNSTREAM_MODELS.register("logistic_regression")(
@@ -132,8 +136,14 @@ def evaluate_utility(
     trtr: bool = True,
     max_train_rows: int | None = None,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> dict[str, float | None]:
     """TSTR (and TRTR) scores on ``real_test``. Returns flat ``utility/...`` keys.
+
+    TRTR depends only on the real splits and the evaluation settings, so a sweep would refit the
+    same real-data models at every point; with ``cache_dir`` its scores are kept in
+    ``cache_dir/trtr/<key>.json``, the key a SHA-1 of the splits' contents, the target, models,
+    ``max_train_rows``, ``seed`` and the library versions (:func:`_trtr_key`).
 
     A synthetic table with a single class cannot train a classifier: its TSTR scores are
     ``None`` and ``utility/tstr_single_class`` is 1. ``synthetic=None`` (a method that releases
@@ -156,9 +166,24 @@ def evaluate_utility(
         return frame.sample(n=max_train_rows, random_state=seed)
 
     tables = {} if synthetic is None else {"tstr": cap(synthetic)}
+    cached: dict[str, float | None] | None = None
+    cache_file: Path | None = None
     if trtr:
-        tables["trtr"] = cap(real_train)
-    out: dict[str, float | None] = {}
+        if cache_dir is not None:
+            cache_file = (
+                Path(cache_dir)
+                / "trtr"
+                / (
+                    _trtr_key(
+                        real_train, real_test, target, models, primary_model, max_train_rows, seed
+                    )
+                    + ".json"
+                )
+            )
+            cached = _read_cache(cache_file)
+        if cached is None:
+            tables["trtr"] = cap(real_train)
+    out: dict[str, float | None] = dict(cached or {})
     single_class = 0
     for scheme, table in tables.items():
         for name in models:
@@ -172,6 +197,8 @@ def evaluate_utility(
                 out[f"utility/{_SHORT.get(name, name)}/{scheme}_{metric}"] = value
                 if name == primary_model:
                     out[f"utility/{scheme}_{metric}"] = value
+    if cache_file is not None and cached is None:
+        records.write_json(cache_file, {k: v for k, v in out.items() if "/trtr_" in k})
     if synthetic is not None:
         out["utility/tstr_single_class"] = single_class
         for metric in METRIC_NAMES:
@@ -180,6 +207,48 @@ def evaluate_utility(
 
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auc", "minority_recall")
+TRTR_CACHE_VERSION = "trtr-v1"  # bump when the downstream models or their scoring change
+
+
+def _trtr_key(
+    real_train: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    models: Sequence[str],
+    primary_model: str,
+    max_train_rows: int | None,
+    seed: int,
+) -> str:
+    """What a TRTR score depends on, hashed: the splits' bytes (rows, order and dtypes), the
+    settings and the versions of the libraries that fit the models."""
+    import sklearn
+    import torch
+
+    digest = hashlib.sha1()
+    for frame in (real_train, real_test):
+        digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        digest.update(repr(list(zip(frame.columns, map(str, frame.dtypes), strict=True))).encode())
+    settings = [
+        TRTR_CACHE_VERSION,
+        target,
+        list(models),
+        primary_model,
+        max_train_rows,
+        seed,
+        sklearn.__version__,
+        torch.__version__,
+    ]
+    digest.update(json.dumps(settings, default=str).encode())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path) -> dict[str, float | None] | None:
+    """The cached TRTR scores, or None when absent or unreadable (then they are recomputed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data else None
 
 
 def evaluate_released_model(
@@ -195,6 +264,7 @@ def evaluate_released_model(
     trtr: bool = True,
     max_train_rows: int | None = None,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> dict[str, float | None]:
     """Scores of a released classifier (DP-LR, FedAvg) on ``real_test``, as
     ``utility/model_<metric>`` and ``utility/downstream_<metric>``, beside the same TRTR
@@ -231,6 +301,7 @@ def evaluate_released_model(
                 trtr=True,
                 max_train_rows=max_train_rows,
                 seed=seed,
+                cache_dir=cache_dir,
             )
         )
     return out

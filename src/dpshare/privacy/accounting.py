@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -140,6 +140,60 @@ def compose_epsilon(
         return eps_rdp
     # Both are valid upper bounds on the true epsilon; report the tighter one.
     return min(eps_prv, eps_rdp)
+
+
+def max_steps_within_budget(
+    *,
+    target_epsilon: float,
+    target_delta: float,
+    sample_rate: float,
+    noise_multiplier: float,
+    prior_history: Iterable[Sequence[float]] = (),
+    max_steps: int = 100_000_000,
+) -> int:
+    """The largest number of sampled-Gaussian steps at ``noise_multiplier`` and ``sample_rate``
+    that, composed with ``prior_history``, spend at most ``target_epsilon`` at ``target_delta``
+    under RDP (0 when not even one fits; ``max_steps`` when the budget never binds).
+
+    This is how long DP-SGD may train when epsilon, delta AND sigma are all fixed (Tao 2020's
+    figures): the accountant, not an epoch count, decides. Epsilon is monotone in the number of
+    steps, so a bisection over integers finds it. Opacus offers the inverse only for sigma.
+    """
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise UserInputError(
+            f"privacy.target_epsilon must be a finite number > 0, got {target_epsilon!r}"
+        )
+    target_delta = check_delta(target_delta)
+    _check_run((noise_multiplier, sample_rate, 1))
+    if noise_multiplier <= 0:
+        raise UserInputError(
+            f"privacy.noise_multiplier must be > 0 to train within a budget, got {noise_multiplier}"
+        )
+    prior = rdp_of(prior_history)
+    curve = rdp_curve(noise_multiplier, sample_rate)
+
+    def fits(steps: int) -> bool:
+        return rdp_to_epsilon(prior + steps * curve, target_delta) <= target_epsilon
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, 2 * high
+        if high > max_steps:
+            return max_steps if fits(max_steps) else _bisect(fits, low, max_steps)
+    return _bisect(fits, low, high)
+
+
+def _bisect(fits: Callable[[int], bool], low: int, high: int) -> int:
+    """Largest ``n`` in ``[low, high)`` with ``fits(n)``; ``fits(low)`` true, ``fits(high)`` not."""
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid
+    return low
 
 
 def calibrate_noise_multiplier(

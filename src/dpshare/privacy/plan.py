@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 
 from dpshare.errors import UserInputError
-from dpshare.privacy.accounting import calibrate_noise_multiplier, check_accountant, check_delta
+from dpshare.privacy.accounting import (
+    calibrate_noise_multiplier,
+    check_accountant,
+    check_delta,
+    max_steps_within_budget,
+)
 
 SIGNAL_SOURCES = ("dp", "public_validation")
+TRAINING_LENGTHS = ("epochs", "budget")
 TRANSFORMER_FITS = ("dp", "non_private")
 
 
@@ -51,6 +57,10 @@ class PrivacyPlan:
     noise_seed: int | None = None
     planned_history: list[tuple[float, float, int]] = field(default_factory=list)
     controller_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_epochs: int = 1  # epochs the trainer runs (trainer.max_epochs, or from the budget)
+    training_length: str = "epochs"
+    budget_steps: int | None = None  # training_length=budget: noisy steps the accountant allows
+    capped: bool = False  # budget_max_epochs stopped training before the budget was spent
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "controller_kwargs"}
@@ -167,6 +177,44 @@ def plan_privacy(
     elif name != "fixed":
         raise UserInputError(f"privacy={name!r} is not a DP-SGD strategy")
 
+    training_length = str(_get(privacy, "training_length", "epochs"))
+    budget_steps: int | None = None
+    capped = False
+    if training_length not in TRAINING_LENGTHS:
+        raise UserInputError(
+            f"privacy.training_length={training_length!r}; choose one of {list(TRAINING_LENGTHS)}"
+        )
+    if training_length == "budget":
+        sigma_fixed = privacy.noise_multiplier if name == "fixed" else None
+        if name != "fixed" or sigma_fixed is None or target is None:
+            raise UserInputError(
+                "privacy.training_length=budget trains as long as the budget allows at a FIXED "
+                "sigma: it needs privacy=fixed with both privacy.noise_multiplier and "
+                f"privacy.target_epsilon set (got privacy={name}, noise_multiplier="
+                f"{privacy.noise_multiplier}, target_epsilon={target})"
+            )
+        budget_steps = max_steps_within_budget(
+            target_epsilon=target,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            noise_multiplier=float(sigma_fixed),
+            prior_history=planned,
+        )
+        if budget_steps < 1:
+            raise UserInputError(
+                f"privacy.noise_multiplier={sigma_fixed} is too small to take even one step "
+                f"within privacy.target_epsilon={target} at delta {delta:g} (sample rate "
+                f"{sample_rate:.4g}); raise sigma or epsilon, or use smaller batches"
+            )
+        max_epochs = math.ceil(budget_steps / steps_per_epoch)
+        cap = _get(privacy, "budget_max_epochs")
+        if cap is not None:
+            if int(cap) < 1:
+                raise UserInputError(f"privacy.budget_max_epochs must be >= 1, got {cap}")
+            if int(cap) < max_epochs:
+                max_epochs, capped = int(cap), True
+        planned_steps = min(budget_steps, max_epochs * steps_per_epoch)
+
     calibrated = False
     if name == "fixed":
         sigma = privacy.noise_multiplier
@@ -233,4 +281,8 @@ def plan_privacy(
         n_probe=int(privacy.wgan_feedback.n_probe) if name == "wgan_feedback" else 256,
         planned_history=planned,
         controller_kwargs=controller_kwargs,
+        max_epochs=int(max_epochs),
+        training_length=training_length,
+        budget_steps=budget_steps,
+        capped=capped,
     )

@@ -1,0 +1,352 @@
+"""Paper experiments: every config composes with its sweep, and the report builder turns a fixture
+set of run records into every table, flagging missing and failed points as not run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF_DIR, PYTHON, REPO_ROOT, subprocess_env
+from dpshare.config import register_configs
+from dpshare.report import build, deduplicate, expected_grid, load_records, main
+from dpshare.reproduce import EXPERIMENTS, medical_sweep
+
+PAPER_EXPERIMENTS = sorted(
+    p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if p.stem.startswith(("deng", "tao"))
+)
+REQUIRED = {
+    "deng2026_medical",
+    "deng2026_financial",
+    "deng2026_privacy_attacks",
+    "deng2026_noise_stages",
+    "tao2020_epsilon",
+    "tao2020_sigma",
+    "tao2020_delta",
+    "tao2020_sigma_delta",
+    "tao2020_sigma_epsilon",
+    "tao2020_delta_epsilon",
+    "tao2020_samples",
+}
+
+
+def _compose(experiment: str, scale: str) -> Any:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[f"experiment={experiment}", f"scale={scale}", "run_dir=unused"],
+            return_hydra_config=True,
+        )
+
+
+def test_every_table_and_figure_has_an_experiment() -> None:
+    assert set(PAPER_EXPERIMENTS) == REQUIRED
+    assert set(EXPERIMENTS) <= REQUIRED
+
+
+@pytest.mark.parametrize("experiment", sorted(REQUIRED))
+def test_experiment_composes_with_its_sweep_at_both_scales(experiment: str) -> None:
+    for scale in ("smoke", "paper"):
+        cfg = _compose(experiment, scale)
+        assert cfg.experiment_name == experiment
+        params = {str(k): str(v) for k, v in cfg.hydra.sweeper.params.items()}
+        seeds = params["seed"].split(",")
+        assert len(seeds) >= (3 if scale == "paper" else 1)
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+        assert len(params) >= 2  # seeds and at least one swept setting
+        if experiment.startswith("tao2020"):
+            assert cfg.dataset.name == "mnist" and cfg.method.name == "dp_wgan"
+            assert cfg.privacy.max_grad_norm == 5.0
+            assert cfg.privacy.training_length == "budget"
+            assert cfg.privacy.budget_max_epochs == (1 if scale == "smoke" else 100)
+
+
+def test_paper_grids_match_the_papers() -> None:
+    sigma = expected_grid("tao2020_sigma", "paper")["privacy.noise_multiplier"]
+    assert sigma == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert expected_grid("tao2020_epsilon", "paper")["privacy.target_epsilon"] == [0.5, 2, 4, 8]
+    assert expected_grid("tao2020_delta", "smoke")["privacy.target_delta"] == [
+        1e-2,
+        1e-3,
+        1e-4,
+        1e-5,
+    ]
+    grid = expected_grid("tao2020_sigma_epsilon", "paper")
+    assert grid["privacy.noise_multiplier"] == [2, 4, 6, 8]
+    assert grid["privacy.target_epsilon"] == [0.5, 1, 2, 4]
+    methods = expected_grid("deng2026_financial", "smoke")["method"]
+    assert {"multidisc_gan", "standard_gan", "dp_lr", "fedavg"} <= set(methods)
+
+
+def test_medical_scenario_needs_mimic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MIMIC3_ROOT", raising=False)
+    args, note = medical_sweep()
+    assert "dataset=diabetes130" in args and "experiment_name=deng2026_medical_standin" in args
+    assert "not run on MIMIC-III" in note
+    monkeypatch.setenv("MIMIC3_ROOT", "/data/mimic")
+    args, note = medical_sweep()
+    assert args == ["experiment=deng2026_medical"] and "MIMIC-III" in note
+
+
+# ------------------------------------------------------------------- report on fixture records
+
+
+def _record(
+    root: Path,
+    name: str,
+    *,
+    experiment: str,
+    dataset: str,
+    method: str,
+    seed: int,
+    metrics: dict[str, Any] | None,
+    privacy: dict[str, Any],
+    error: str | None = None,
+    class_mix: dict[int, float] | None = None,
+    started: str = "2026-11-23T10:00:00",
+) -> Path:
+    run_dir = root / experiment / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    config = {
+        "experiment_name": experiment,
+        "seed": seed,
+        "dataset": {"name": dataset},
+        "method": {"name": method, "batch_size": 64, "class_mix": class_mix},
+        "privacy": {"name": "fixed", "max_grad_norm": 5.0, **privacy},
+        "scale": {"name": "smoke"},
+    }
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    run = {"status": "complete" if metrics is not None else "failed", "started_at": started}
+    if error:
+        run["error"] = error
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    if metrics is not None:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return run_dir
+
+
+def _tao_fixture(root: Path) -> None:
+    # Fig. 2: epsilon 0.5, 2, 4 measured (two seeds each), 8 missing; accuracy rises
+    for i, eps in enumerate((0.5, 2.0, 4.0)):
+        for seed in (0, 1):
+            _record(
+                root,
+                f"e{eps}-{seed}",
+                experiment="tao2020_epsilon",
+                dataset="mnist",
+                method="dp_wgan",
+                seed=seed,
+                privacy={"target_epsilon": eps, "target_delta": 1e-5, "noise_multiplier": 6.0},
+                metrics={
+                    "utility/downstream_accuracy": 0.2 + 0.1 * i + 0.01 * seed,
+                    "privacy/epsilon_spent": eps * 0.99,
+                    "privacy/noisy_steps": 100 * (i + 1),
+                    "privacy/budget_steps": 100 * (i + 1),
+                    "privacy/budget_capped": 0,
+                    "data/n_train": 4599,
+                },
+            )
+    # an older, worse duplicate of one point: the newest complete record wins
+    _record(
+        root,
+        "e0.5-0-old",
+        experiment="tao2020_epsilon",
+        dataset="mnist",
+        method="dp_wgan",
+        seed=0,
+        privacy={"target_epsilon": 0.5, "target_delta": 1e-5, "noise_multiplier": 6.0},
+        metrics={"utility/downstream_accuracy": 0.99},
+        started="2026-11-01T10:00:00",
+    )
+    # Fig. 3: sigma 2 failed (not one step fits), sigma 6 measured
+    _record(
+        root,
+        "s2",
+        experiment="tao2020_sigma",
+        dataset="mnist",
+        method="dp_wgan",
+        seed=0,
+        privacy={"target_epsilon": 0.5, "target_delta": 1e-5, "noise_multiplier": 2.0},
+        metrics=None,
+        error="UserInputError: privacy.noise_multiplier=2.0 is too small to take even one step",
+    )
+    _record(
+        root,
+        "s6",
+        experiment="tao2020_sigma",
+        dataset="mnist",
+        method="dp_wgan",
+        seed=0,
+        privacy={"target_epsilon": 0.5, "target_delta": 1e-5, "noise_multiplier": 6.0},
+        metrics={"utility/downstream_accuracy": 0.3},
+    )
+
+
+def _deng_fixture(root: Path) -> None:
+    scores = {"multidisc_gan": 0.70, "standard_gan": 0.60, "dp_lr": 0.65, "fedavg": 0.62}
+    for method, auc in scores.items():
+        for seed in (0, 1, 2):
+            metrics = {
+                "utility/downstream_auc": auc + 0.01 * seed,
+                "utility/downstream_accuracy": 0.9,
+                "utility/downstream_minority_recall": 0.1,
+                "utility/trtr_auc": 0.88,
+                "utility/trtr_accuracy": 0.97,
+                "privacy/epsilon_spent": 0.999,
+            }
+            if method in ("multidisc_gan", "standard_gan"):
+                metrics |= {
+                    "attack/mia_dcr/auc": 0.5 if method == "multidisc_gan" else 0.55,
+                    "attack/mia_dcr/success_rate": 0.5,
+                    "attack/aia/success_rate": 0.95,
+                    "attack/aia/risk": 0.0,
+                    "fidelity/fd_encoder": 6.5 if method == "multidisc_gan" else 1.8,
+                }
+            else:
+                metrics |= {"attack/mia_lira/success_rate": 0.51}
+            _record(
+                root,
+                f"{method}-{seed}",
+                experiment="deng2026_financial",
+                dataset="bank_sim",
+                method=method,
+                seed=seed,
+                privacy={"target_epsilon": 1.0, "target_delta": 1e-5},
+                metrics=metrics,
+            )
+
+
+def test_report_builds_every_table_from_records(tmp_path: Path) -> None:
+    records_root, results = tmp_path / "outputs", tmp_path / "results"
+    _tao_fixture(records_root)
+    _deng_fixture(records_root)
+    recs = deduplicate(load_records(records_root))
+    assert len(recs) == 4 * 3 + 3 * 2 + 2  # the old duplicate is gone
+    index = build(records_root, results, scales=("smoke",))
+    text = index.read_text(encoding="utf-8")
+
+    tao = results / "tao2020" / "smoke"
+    for table in ("fig2_epsilon", "fig3_sigma", "fig4_delta", "fig5_sigma_delta",
+                  "fig6_sigma_epsilon", "fig7_delta_epsilon", "claims"):  # fmt: skip
+        for suffix in ("md", "csv", "tex"):
+            assert (tao / f"{table}.{suffix}").exists(), (table, suffix)
+        assert f"tao2020/smoke/{table}.md" in text or table == "claims"
+    fig2 = pd.read_csv(tao / "fig2_epsilon.csv")
+    assert list(fig2["epsilon"]) == [0.5, 2.0, 4.0, 8.0]
+    row = fig2.set_index("epsilon").loc[0.5]
+    assert row["paper accuracy (%)"] == pytest.approx(89.43)
+    assert row["ours accuracy (%)"].startswith("20.50 ± ")  # seeds 0.20, 0.21, not the old 0.99
+    assert row["difference (points)"] == pytest.approx(20.5 - 89.43, abs=0.01)
+    assert fig2.set_index("epsilon").loc[8.0, "status"] == "not run"
+    fig3 = pd.read_csv(tao / "fig3_sigma.csv").set_index("sigma")
+    assert fig3.loc[2.0, "status"].startswith("not run: UserInputError: privacy.noise_multiplier")
+    assert fig3.loc[6.0, "status"] == "ok"
+    assert (tao / "figures" / "fig2_epsilon.png").stat().st_size > 1000
+    tex = (tao / "fig2_epsilon.tex").read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in tex and "$\\pm$" in tex
+
+    claims = pd.read_csv(tao / "claims.csv").set_index("id")
+    assert claims.loc["tao_fig2_rises", "status"] == "holds"  # 0.205 < 0.305 < 0.405
+    assert claims.loc["tao_fig2_level", "status"] == "does not hold"
+    assert claims.loc["tao_fig4_falls_with_delta", "status"] == "not run"
+
+    deng = results / "deng2026" / "smoke"
+    fin = pd.read_csv(deng / "deng_financial.csv").set_index("method")
+    assert {"proposed", "standard_gan", "dp_lr", "fl", "real data (TRTR)"} <= set(fin.index)
+    assert fin.loc["proposed", "AUC"].startswith("0.710 ± ")
+    table4 = pd.read_csv(deng / "deng_table4_privacy_attacks.csv")
+    financial = table4[table4["scenario"].str.startswith("bank_sim")].set_index("method")
+    assert financial.loc["proposed", "MIA success rate (%) paper"] == "10.8"
+    assert financial.loc["standard_gan", "MIA success rate (%) paper"] == "(Fill)"
+    assert financial.loc["proposed", "MIA success rate (%) ours"].startswith("50.00")
+    assert financial.loc["dp_lr", "AIA success rate (%) ours"] == "n/a (no synthetic table)"
+    assert financial.loc["proposed", "Model inversion accuracy paper"] == "-"
+    medical = table4[~table4["scenario"].str.startswith("bank_sim")]
+    assert (medical["MIA success rate (%) ours"] == "not run").all()
+    assert "STAND-IN" in medical["scenario"].iloc[0]
+    deng_claims = pd.read_csv(deng / "claims.csv").set_index("id")
+    assert deng_claims.loc["financial_auc_gan", "status"] == "holds"
+    assert deng_claims.loc["financial_auc_fl", "status"] == "holds"
+    assert deng_claims.loc["financial_minority", "status"] == "not run"
+    assert deng_claims.loc["medical_fd", "status"] == "not run"
+    stages = pd.read_csv(deng / "deng_table1_noise_stages.csv")
+    assert list(stages["sigma"]) == [4.0, 2.0, 1.0]
+    assert "not run on MIMIC-III" in text
+
+
+def test_report_on_an_empty_records_dir_marks_everything_not_run(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    build(tmp_path / "outputs", tmp_path / "results", scales=("smoke",))
+    fig2 = pd.read_csv(tmp_path / "results" / "tao2020" / "smoke" / "fig2_epsilon.csv")
+    assert (fig2["status"] == "not run").all() and len(fig2) == 4
+    claims = pd.read_csv(tmp_path / "results" / "deng2026" / "smoke" / "claims.csv")
+    assert (claims["status"] == "not run").all()
+
+
+def test_report_cli_refuses_a_missing_records_dir(tmp_path: Path) -> None:
+    assert main(["--records", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_claims_compare_means_and_say_when_intervals_overlap() -> None:
+    from dpshare.report import Record, compare_claim
+
+    def rec(value: float) -> Record:
+        return Record(Path("."), {}, {}, {"m": value})
+
+    spec = {"id": "c", "text": "a beats b", "metric": "m", "better": "higher", "a": "a", "b": "b"}
+    close = compare_claim(spec, {"a": [rec(0.6), rec(0.5)], "b": [rec(0.55), rec(0.5)]}, "s")
+    assert close.status == "holds" and "overlap" in close.evidence
+    spec["better"] = "lower"
+    assert compare_claim(spec, {"a": [rec(0.6)], "b": [rec(0.5)]}, "s").status == "does not hold"
+    assert compare_claim(spec, {"a": [rec(0.6)]}, "s").status == "not run"
+    assert math.isinf(Record(Path("."), {}, {}, {"m": "inf"}).metric("m") or 0)
+
+
+# --------------------------------------------------------------- every experiment as a multirun
+
+TINY_TABULAR = [
+    "scale.max_records=2500",
+    "scale.max_epochs=1",
+    "eval.fidelity=[prdc]",
+    "eval.attacks=[mia_dcr]",
+    "eval.attack_targets=200",
+    "hydra.launcher.n_jobs=1",
+]
+TINY_MNIST = [
+    "scale.max_records=1500",
+    "privacy.budget_max_epochs=1",
+    "eval.fidelity=[prdc]",
+    "eval.attacks=[mia_dcr]",
+    "eval.attack_targets=100",
+    "hydra.launcher.n_jobs=1",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", sorted(REQUIRED))
+def test_experiment_runs_as_a_multirun(experiment: str, tmp_path: Path) -> None:
+    tiny = TINY_MNIST if experiment.startswith("tao2020") else TINY_TABULAR
+    extra = ["dataset=bank_sim"] if experiment == "deng2026_medical" else []
+    cmd = [
+        PYTHON, "-m", "dpshare.train", "-m", f"experiment={experiment}", "scale=smoke",
+        *extra, *tiny, f"hydra.sweep.dir={tmp_path}/sweep",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=1800
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "sweep").glob("*/run.json"))
+    grid = expected_grid(experiment, "smoke")
+    n_points = math.prod(len(v) for k, v in grid.items() if k != "dataset") if grid else 1
+    assert len(runs) == n_points
+    done = list((tmp_path / "sweep").glob("*/metrics.json"))
+    assert len(done) >= 1
