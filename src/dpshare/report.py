@@ -997,7 +997,9 @@ def _index(
         "numbers check the plumbing on a 2-core CPU and are not claims about the methods.",
         "",
         "Other tables in this directory (from earlier recipes): `bank_sim_standard_gan/` "
-        "(`make reproduce`'s main job), `baselines_eps1/`, `evaluation_bank_sim/`.",
+        "(`make reproduce`'s main job), `baselines_eps1/`, `evaluation_bank_sim/`, "
+        "`tao2020_feedback/` (Fig. 2 with the feedback controller and a calibrated sigma, "
+        "docs/dp_wgan.md).",
         "",
     ]
     for paper, scale, out, _written, _dir in sections:

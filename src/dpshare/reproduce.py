@@ -82,6 +82,9 @@ def medical_sweep() -> tuple[list[str], str]:
         [
             "experiment=deng2026_medical",
             "dataset=diabetes130",
+            # no public domain is known for these two free-text-like codes, and a DP transformer
+            # may not learn one from the data (docs/datasets.md): they are left out of the release
+            "dataset.drop_columns=[payer_code,medical_specialty]",
             "experiment_name=deng2026_medical_standin",
             "tags=[deng2026,medical,standin,diabetes130]",
         ],
@@ -151,7 +154,7 @@ def reproduce(
             )
         )
     t0 = time.perf_counter()
-    index = build(output_root, results_dir, scales=(scale,))
+    index = build(output_root, results_dir)  # both scales: a scale without records says "not run"
     steps.append(
         {"experiment": "report", "exit_code": 0, "seconds": round(time.perf_counter() - t0, 1)}
     )
