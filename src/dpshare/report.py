@@ -71,11 +71,16 @@ class Record:
         return None if self.complete else str(self.run.get("error") or self.run.get("status"))
 
     def get(self, dotted: str) -> Any:
+        """A config value. Hydra saves ``.hydra/config.yaml`` unresolved, so a value that is an
+        interpolation (e.g. ``${by_scale:...}``) is resolved against the record's own config;
+        one that cannot be (``${hydra:...}`` outside Hydra) stays as written."""
         node: Any = self.config
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
                 return None
             node = node[part]
+        if isinstance(node, str) and "${" in node:
+            return _resolve(self.config, dotted, node)
         return node
 
     def metric(self, key: str) -> float | None:
@@ -109,6 +114,19 @@ class Record:
             if name == "multidisc_gan" and self.get("method.class_mix")
             else name
         )
+
+
+def _resolve(config: dict[str, Any], dotted: str, raw: str) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dpshare.config import register_configs
+
+    register_configs()  # the by_scale resolver
+    try:
+        return OmegaConf.select(OmegaConf.create(config), dotted)
+    except OmegaConfBaseException:
+        return raw
 
 
 def _last_epoch_mean(rec: Record, prefix: str) -> float | None:
@@ -724,6 +742,14 @@ def deng_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
                 by.setdefault(names.get(r.method_label, r.method_label), []).append(r)
         return by
 
+    def failures(selected: Sequence[Record]) -> dict[str, str]:
+        """Why a method has no complete record: the error of its newest failed run."""
+        return {
+            names.get(r.method_label, r.method_label): _why_not([r])
+            for r in sorted(selected, key=lambda r: str(r.run.get("started_at", "")))
+            if not r.complete
+        }
+
     scenario_recs: dict[str, tuple[str, list[Record]]] = {}
     fin = [
         r
@@ -754,7 +780,9 @@ def deng_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
         table, claims = _deng_scenario(entry, label, groups(selected), scale)
         out.tables.append(table)
         out.claims.extend(claims)
-    out.tables.append(_deng_table4(entries["privacy_attacks"], scenario_recs, groups, scale))
+    out.tables.append(
+        _deng_table4(entries["privacy_attacks"], scenario_recs, groups, failures, scale)
+    )
     for claim in entries["privacy_attacks"].get("claims", []):
         label, selected = scenario_recs[claim["scenario"]]
         out.claims.append(compare_claim(claim, groups(selected), f"Deng 2026 Table 4 ({label})"))
@@ -841,6 +869,7 @@ def _deng_table4(
     entry: dict[str, Any],
     scenario_recs: dict[str, tuple[str, list[Record]]],
     groups: Any,
+    failures: Any,
     scale: str,
 ) -> Table:
     columns = entry["columns"]
@@ -849,7 +878,7 @@ def _deng_table4(
     rows = []
     for scenario in ("medical", "financial"):
         label, selected = scenario_recs[scenario]
-        by = groups(selected)
+        by, why = groups(selected), failures(selected)
         for method in ("proposed", "standard_gan", "dp_lr", "fl"):
             recs = by.get(method, [])
             artifact = "model" if method in ("dp_lr", "fl") else "synthetic"
@@ -866,7 +895,7 @@ def _deng_table4(
                 if key is None:
                     ours = "n/a (no synthetic table)"
                 elif not recs:
-                    ours = NOT_RUN
+                    ours = why.get(method, NOT_RUN)
                 else:
                     ours = fmt(summarize(_values(recs, key)), percent=percent)
                 row[f"{column} paper"] = paper
