@@ -814,7 +814,9 @@ def _deng_scenario(
     for method in [m for m in DENG_ORDER if m in by] + [m for m in by if m not in DENG_ORDER]:
         row: dict[str, Any] = {"method": method, "seeds": len(by[method])}
         for name, key in DENG_COLUMNS:
-            row[name] = fmt(summarize(_values(by[method], key)))
+            summary = summarize(_values(by[method], key))
+            # a method that ran but has no such metric (a released model has no synthetic table)
+            row[name] = fmt(summary) if summary.n else "n/a"
         rows.append(row)
     every = [r for rs in by.values() for r in rs]
     if every:
@@ -1034,8 +1036,18 @@ def _index(
     for paper, scale, out, _written, _dir in sections:
         ran = any(not str(c.status).startswith(NOT_RUN) for c in out.claims)
         lines += [f"## {paper}, {scale} scale", ""]
-        if not ran and all(_empty(t) for t in out.tables):
-            lines += [f"{NOT_RUN}: no records at this scale.", ""]
+        if not ran:
+            lines += [
+                f"**{NOT_RUN}**: no complete record of this paper's experiments at {scale} "
+                "scale; every table below lists its points as not run"
+                + (
+                    " (paper scale: hours on a 2-core CPU, a GPU for MNIST: "
+                    "`make reproduce SCALE=paper ARGS=trainer=gpu`)."
+                    if scale == "paper"
+                    else "."
+                ),
+                "",
+            ]
         for table in out.tables:
             md = results_dir / paper / scale / f"{table.id}.md"
             lines.append(
@@ -1052,10 +1064,6 @@ def _index(
                 lines.append(f"| {c.text} | {c.source} | **{c.status}** | {c.evidence} |")
             lines.append("")
     return "\n".join(lines)
-
-
-def _empty(table: Table) -> bool:
-    return table.frame.empty or "status" in table.frame.columns and len(table.frame) == 1
 
 
 def main(argv: list[str] | None = None) -> int:
