@@ -60,4 +60,8 @@ def test_two_point_multirun(tmp_path: Path, launcher: str) -> None:
         assert 0.0 <= metrics["utility/trtr_auc"] <= 1.0
         config = (path.parent / ".hydra" / "config.yaml").read_text()
         seeds.add(next(ln for ln in config.splitlines() if ln.startswith("seed:")))
+        # Hydra keeps interpolations in its copy; the record's own copy is fully resolved
+        resolved = (path.parent / "config_resolved.yaml").read_text()
+        assert "${" in config and "${" not in resolved
+        assert f"run_dir: {path.parent}" in resolved
     assert seeds == {"seed: 0", "seed: 1"}

@@ -49,6 +49,7 @@ def test_record_files_exist(tiny_run) -> None:
     _, run_dir, _ = tiny_run
     for name in (
         ".hydra/config.yaml",
+        "config_resolved.yaml",
         "metrics.json",
         "run.json",
         "privacy_ledger.json",

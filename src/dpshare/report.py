@@ -150,11 +150,14 @@ DERIVED = {"train/d_accuracy_fake": lambda rec: _last_epoch_mean(rec, "train/d_a
 
 
 def load_records(root: Path) -> list[Record]:
-    """Every run directory (one with ``run.json`` and ``.hydra/config.yaml``) under ``root``."""
+    """Every run directory (one with ``run.json`` and a config: ``config_resolved.yaml``, else
+    Hydra's ``.hydra/config.yaml``) under ``root``."""
     found = []
     for run_file in sorted(Path(root).rglob(record_files.RUN_FILE)):
         run_dir = run_file.parent
-        config_file = run_dir / ".hydra" / "config.yaml"
+        config_file = run_dir / record_files.RESOLVED_CONFIG_FILE
+        if not config_file.exists():  # records written before it existed
+            config_file = run_dir / ".hydra" / "config.yaml"
         if not config_file.exists():
             continue
         try:

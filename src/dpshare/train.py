@@ -19,6 +19,7 @@ import hydra
 import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dpshare import distributed
 from dpshare.config import register_configs
@@ -68,9 +69,16 @@ def train_method(
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    if not hydra_cfg.exists():  # called outside a Hydra app (tests, notebooks)
-        text = OmegaConf.to_yaml(cfg, resolve=True)
-        records._atomic(hydra_cfg, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    try:
+        text: str | None = OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException as exc:  # the error surfaces where the value is used
+        log.warning("config not fully resolvable for %s: %s", records.RESOLVED_CONFIG_FILE, exc)
+        text = None
+    if text is not None:
+        if not hydra_cfg.exists():  # called outside a Hydra app (tests, notebooks)
+            records._atomic(hydra_cfg, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        resolved = run_dir / records.RESOLVED_CONFIG_FILE
+        records._atomic(resolved, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     started = time.time()
     run_info: dict[str, Any] = {
         "status": "running",

@@ -32,6 +32,8 @@ import pandas as pd
 
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
+# the config with every interpolation resolved (Hydra's .hydra/config.yaml keeps them as written)
+RESOLVED_CONFIG_FILE = "config_resolved.yaml"
 LEDGER_FILE = "privacy_ledger.json"
 SYNTHETIC_FILE = "synthetic.parquet"
 SYNTHETIC_CSV = "synthetic.csv"
