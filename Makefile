@@ -7,7 +7,7 @@ SCALE ?= smoke
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow reproduce report audit lint format clean
+.PHONY: install test test-slow reproduce report audit bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ report: $(STAMP)
 ## Canary audit of DP-SGD: empirical epsilon lower bound beside the accountant's epsilon.
 audit: $(STAMP)
 	$(PY) -m dpshare.audit
+
+## Benchmarks (not part of the test suite): DP step vs non-private step per Opacus mode, and
+## end-to-end smoke runs per method; writes benchmarks/results/. See benchmarks/README.md.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_dp_step.py
+	$(PY) benchmarks/bench_end_to_end.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests
