@@ -17,7 +17,7 @@ import torch
 from conftest import REPO_ROOT
 
 BENCH = REPO_ROOT / "benchmarks" / "bench_dp_step.py"
-# multidisc_gan: ~1,700 records, 40 real + 40 generated rows, a 16-unit trunk
+# multidisc_gan: ~700 train records, 40 real + 40 generated rows, a 16-unit trunk
 MD_TINY = [
     "method.discriminator_dims=[16]",
     "method.generator_dims=[16]",
@@ -101,7 +101,7 @@ def test_step_benchmark_report_structure(bench: ModuleType, tiny_mnist: Path, tm
         repeats=3,
         threads=1,
         batch_size=40,
-        max_records=2500,
+        max_records=1000,
         overrides={
             "multidisc_gan": MD_TINY,
             "dp_wgan": [
