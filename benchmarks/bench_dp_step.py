@@ -299,18 +299,9 @@ def _build_method(
 
 
 def _load(cfg: DictConfig) -> tuple[Any, Any]:
-    from dpshare.data.base import split_records
-    from dpshare.data.datasets import DATASETS
+    from dpshare.train import load_data
 
-    data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
-    splits = split_records(
-        data,
-        val_fraction=cfg.dataset.val_fraction,
-        test_fraction=cfg.dataset.test_fraction,
-        split_seed=cfg.dataset.split_seed,
-        stratify=cfg.dataset.stratify,
-        reference_fraction=cfg.dataset.reference_fraction,
-    )
+    data, splits = load_data(cfg)
     return data, splits.train
 
 

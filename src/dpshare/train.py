@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dpshare import distributed
 from dpshare.config import register_configs
-from dpshare.data.base import split_records
+from dpshare.data.base import DataSplits, TabularData, split_records
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
@@ -104,15 +104,7 @@ def train_method(
         distributed.check_config(cfg.trainer, private=cfg.privacy.name != "none")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         t0 = time.perf_counter()
-        data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
-        splits = split_records(
-            data,
-            val_fraction=cfg.dataset.val_fraction,
-            test_fraction=cfg.dataset.test_fraction,
-            split_seed=cfg.dataset.split_seed,
-            stratify=cfg.dataset.stratify,
-            reference_fraction=cfg.dataset.reference_fraction,
-        )
+        data, splits = load_data(cfg)
         data_seconds = time.perf_counter() - t0
         log.info("data: %s; splits %s", data.description, splits.sizes())
 
@@ -287,6 +279,20 @@ def train_method(
         raise
     finally:
         finish_loggers(loggers, status)
+
+
+def load_data(cfg: DictConfig) -> tuple[TabularData, DataSplits]:
+    """The configured dataset (capped at ``scale.max_records``) and its seeded splits."""
+    data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
+    splits = split_records(
+        data,
+        val_fraction=cfg.dataset.val_fraction,
+        test_fraction=cfg.dataset.test_fraction,
+        split_seed=cfg.dataset.split_seed,
+        stratify=cfg.dataset.stratify,
+        reference_fraction=cfg.dataset.reference_fraction,
+    )
+    return data, splits
 
 
 def check_eval_config(eval_cfg: DictConfig) -> None:

@@ -27,13 +27,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from dpshare.config import register_configs
-from dpshare.data.base import split_records
-from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
 from dpshare.evaluation.attacks.runner import evaluate_attacks
 from dpshare.evaluation.fidelity import evaluate_fidelity
 from dpshare.registry import UnknownNameError
 from dpshare.reporting import records
+from dpshare.train import load_data
 
 log = logging.getLogger("dpshare.sanity")
 
@@ -58,15 +57,7 @@ HEADLINE = (
 
 def run_sanity(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the copy and independent reference generators; return (and write) the record."""
-    data = DATASETS.get(cfg.dataset.name)(cfg.dataset, max_records=cfg.scale.max_records)
-    splits = split_records(
-        data,
-        val_fraction=cfg.dataset.val_fraction,
-        test_fraction=cfg.dataset.test_fraction,
-        split_seed=cfg.dataset.split_seed,
-        stratify=cfg.dataset.stratify,
-        reference_fraction=cfg.dataset.reference_fraction,
-    )
+    data, splits = load_data(cfg)
     if len(splits.train) < 4:
         raise UserInputError("the real train split needs at least 4 records for the sanity check")
     half_a = splits.train.sample(frac=0.5, random_state=cfg.eval.seed)

@@ -163,18 +163,9 @@ def comparison_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    keys = ["dataset", "method", "artifact", "privacy", "target_epsilon"]
-    out = []
-    for key, group in frame.groupby(keys, dropna=False, sort=False):
-        entry = dict(zip(keys, key, strict=True))
-        entry["seeds"] = len(group)
-        entry["epsilon_spent"] = group["epsilon_spent"].max()
-        for metric in COMPARISON_METRICS:
-            summary = summarize(group[metric])
-            entry[metric] = summary.mean
-            entry[f"{metric}_sd"] = summary.sd
-            entry[f"{metric}_ci95"] = summary.ci
-        out.append(entry)
+    out = _over_seeds(
+        frame, ["dataset", "method", "artifact", "privacy", "target_epsilon"], COMPARISON_METRICS
+    )
     for dataset, values in refs.items():
         ref_frame = pd.DataFrame(values)
         entry = {
@@ -192,6 +183,25 @@ def comparison_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
             entry[f"{metric}_ci95"] = float("nan")
         out.append(entry)
     return pd.DataFrame(out)
+
+
+def _over_seeds(
+    frame: pd.DataFrame, keys: list[str], metrics: Iterable[str]
+) -> list[dict[str, Any]]:
+    """One entry per group of ``keys``: seed count, largest epsilon spent, and each metric's
+    mean, sd and 95% t-interval half-width (``<metric>``, ``_sd``, ``_ci95``)."""
+    out = []
+    for key, group in frame.groupby(keys, dropna=False, sort=False):
+        entry: dict[str, Any] = dict(zip(keys, key, strict=True))
+        entry["seeds"] = len(group)
+        entry["epsilon_spent"] = group["epsilon_spent"].max()
+        for metric in metrics:
+            summary = summarize(group[metric])
+            entry[metric] = summary.mean
+            entry[f"{metric}_sd"] = summary.sd
+            entry[f"{metric}_ci95"] = summary.ci
+        out.append(entry)
+    return out
 
 
 def _number(value: Any) -> float:
@@ -338,19 +348,9 @@ def evaluation_table(runs: Iterable[RunRecord]) -> pd.DataFrame:
             row[key] = _number(rec.metrics.get(key))
         rows.append(row)
     frame = pd.DataFrame(rows)
-    keys = ["dataset", "method", "privacy", "target_epsilon"]
-    out = []
-    for key, group in frame.groupby(keys, dropna=False, sort=False):
-        entry = dict(zip(keys, key, strict=True))
-        entry["seeds"] = len(group)
-        entry["epsilon_spent"] = group["epsilon_spent"].max()
-        for metric in present:
-            summary = summarize(group[metric])
-            entry[metric] = summary.mean
-            entry[f"{metric}_sd"] = summary.sd
-            entry[f"{metric}_ci95"] = summary.ci
-        out.append(entry)
-    return pd.DataFrame(out)
+    return pd.DataFrame(
+        _over_seeds(frame, ["dataset", "method", "privacy", "target_epsilon"], present)
+    )
 
 
 def _is_number(value: Any) -> bool:
