@@ -14,10 +14,12 @@ Protocol.
   distances and PRDC are biased by sample size, so compare numbers computed with the same
   ``max_rows`` (and similar table sizes).
 * **Schema.** Every column of the real train split, the target included, must be in both other
-  tables with the same kind (numeric/bool, datetime, other). A missing value is allowed only in a
-  column where the real train split has missing values too (the encoder imputes it there, and
-  the marginals count it as a category); anywhere else, and for any infinite value, a
-  :class:`UserInputError` is raised (a NaN the real data never has means the generator broke).
+  tables with the same kind (numeric/bool, datetime, other). A missing value is allowed in any
+  column: the encoder imputes it (numeric: the train median; categorical: an unseen category,
+  all-zero one-hot) and the marginals count it as a category. A DP transformer may release a
+  missing-value span for a column the real train split has none in (its noisy missing count
+  passed the threshold), so the generator can then legitimately emit NaN there; such columns are
+  logged. Any infinite value raises a :class:`UserInputError`.
 
 Metrics, by config name (``eval.fidelity`` lists them; keys of ``metrics.json`` in brackets):
 
@@ -70,6 +72,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -106,6 +109,8 @@ _CONSTANT_STD = 1e-9  # relative: a feature whose spread is below this is consta
 
 FeaturePair = tuple[np.ndarray, np.ndarray]  # (real test, synthetic) features, rows x dims
 _Kind = Literal["numeric", "datetime", "other"]
+
+log = logging.getLogger("dpshare.evaluation.fidelity")
 
 
 # ------------------------------------------------------------------------ array-level metrics
@@ -481,9 +486,11 @@ def _check_tables(real_train: pd.DataFrame, others: dict[str, pd.DataFrame], tar
             raise UserInputError(f"the {label} table has columns of another kind: {wrong}")
         missing = [c for c in columns if c not in may_miss and frame[c].isna().any()]
         if missing:
-            raise UserInputError(
-                f"the {label} table has missing values (NaN) in column(s) {missing[:10]}"
-                f"{' ...' if len(missing) > 10 else ''}, where the real train split has none"
+            log.warning(
+                "the %s table has missing values in column(s) %s, where the real train split "
+                "has none; they are imputed (numeric) or an unseen category (categorical)",
+                label,
+                missing[:10],
             )
         infinite = [
             c
