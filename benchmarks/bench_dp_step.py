@@ -70,12 +70,22 @@ CONF_DIR = REPO_ROOT / "conf"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
 NON_PRIVATE = "non_private"
-DP_MODES = ("hooks", "functorch", "ew", "ghost")
+DP_MODES = ("bk", "hooks", "functorch", "ew", "ghost")
 VARIANTS = (NON_PRIVATE, *DP_MODES)
 MODELS = ("multidisc_gan", "dp_wgan")
 TARGET_RATIO = 2.0  # issue "Performance": DP step <= 2.0x the non-private step, both models
 
 log = logging.getLogger("bench_dp_step")
+
+
+def _project_default_mode() -> str:
+    # the suite's default privacy.grad_sample_mode (conf/privacy/fixed.yaml)
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.load(CONF_DIR / "privacy" / "fixed.yaml").grad_sample_mode)
+
+
+PROJECT_DEFAULT_MODE = _project_default_mode()
 
 
 # ------------------------------------------------------------------------------- environment
@@ -260,7 +270,10 @@ def bench_model(
         "variants": variants,
         "fastest_dp_mode": best,
         "target_ratio": TARGET_RATIO,
-        "target_met_by_project_default": bool(variants.get("ghost", {}).get("meets_target", False)),
+        "project_default_mode": PROJECT_DEFAULT_MODE,
+        "target_met_by_project_default": bool(
+            variants.get(PROJECT_DEFAULT_MODE, {}).get("meets_target", False)
+        ),
         "target_met_by_any_mode": any(v["meets_target"] for v in dp_ok.values()),
     }
 
@@ -670,7 +683,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"Fastest DP mode: {res['fastest_dp_mode']}. Target met by the project default "
-            f"(ghost): {'yes' if res['target_met_by_project_default'] else 'no'}; by any mode: "
+            f"({res['project_default_mode']}): "
+            f"{'yes' if res['target_met_by_project_default'] else 'no'}; by any mode: "
             f"{'yes' if res['target_met_by_any_mode'] else 'no'}.",
             "",
         ]

@@ -95,3 +95,20 @@ def test_experiment_values_override_root_defaults() -> None:
     assert cfg.experiment_name == "bank_sim_standard_gan"
     assert "non_private" in cfg.tags
     assert compose_config([]).experiment_name == "default"
+
+
+def test_torch_threads_is_applied_and_bad_values_are_refused() -> None:
+    import torch
+
+    from dpshare.errors import UserInputError
+    from dpshare.train import _configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert _configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert _configure_threads(None) == torch.get_num_threads()  # not a multirun: untouched
+        for bad in (0, -2, "2", 1.5, True):
+            with pytest.raises(UserInputError, match="torch_threads"):
+                _configure_threads(bad)
+    finally:
+        torch.set_num_threads(before)

@@ -263,7 +263,7 @@ def test_pid_never_overspends_for_random_signal_traces(trace: list[dict]) -> Non
     assert math.isfinite(ledger.epsilon_spent()) and np.isfinite(entry.steps)
 
 
-def test_ghost_clipping_gives_the_same_clipped_sum_as_per_sample_hooks() -> None:
+def test_ghost_and_bookkeeping_give_the_same_clipped_sum_as_per_sample_hooks() -> None:
     from dpshare.models.dp import DPSettings, DPStepper, make_optimizer, wrap_module
     from dpshare.models.networks import MLPDiscriminator
 
@@ -272,7 +272,7 @@ def test_ghost_clipping_gives_the_same_clipped_sum_as_per_sample_hooks() -> None
     x, c = torch.randn(40, 6) * 3, torch.nn.functional.one_hot(torch.arange(40) % 2).float()
     targets = (torch.arange(40) < 15).float()
     grads = {}
-    for mode in ("hooks", "ghost"):
+    for mode in ("hooks", "ghost", "bk"):
         settings = DPSettings(
             noise_multiplier=0.0,
             max_grad_norm=0.1,
@@ -295,8 +295,9 @@ def test_ghost_clipping_gives_the_same_clipped_sum_as_per_sample_hooks() -> None
         opt.step()
         grads[mode] = [p.grad.clone() for p in module.parameters()]
         assert entry.steps == 1
-    for g_hooks, g_ghost in zip(grads["hooks"], grads["ghost"], strict=True):
-        assert torch.allclose(g_hooks, g_ghost, atol=1e-6)
+    for mode in ("ghost", "bk"):
+        for g_hooks, g_fast in zip(grads["hooks"], grads[mode], strict=True):
+            assert torch.allclose(g_hooks, g_fast, atol=1e-6), mode
 
 
 def test_fixed_size_batches_are_flagged_approximate(tmp_path) -> None:

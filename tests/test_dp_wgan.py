@@ -194,7 +194,7 @@ def test_wgan_feedback_run_spends_at_most_the_target(tmp_path: Path, mnist_root:
 # ------------------------------------------------------------------------------ DP wiring
 
 
-@pytest.mark.parametrize("mode", ["ghost", "hooks", "functorch"])
+@pytest.mark.parametrize("mode", ["bk", "ghost", "hooks", "functorch"])
 def test_critic_lives_in_the_dp_optimizer_and_weights_stay_clipped(
     mnist_root: Path, mode: str
 ) -> None:

@@ -8,6 +8,7 @@ metrics dict (lightning-hydra-template's shape), so tests call ``train(cfg)`` di
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any, cast
 import hydra
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -101,6 +103,7 @@ def train_method(
     status = "failed"
     try:
         check_eval_config(cfg.eval)
+        run_info["torch_threads"] = _configure_threads(cfg.get("torch_threads"))
         distributed.check_config(cfg.trainer, private=cfg.privacy.name != "none")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         t0 = time.perf_counter()
@@ -427,6 +430,31 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
         f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
         f"fit {metrics.get('runtime/fit_seconds', 0):.1f} s"
     )
+
+
+def _configure_threads(requested: Any) -> int:
+    """Set torch's intra-op threads: ``torch_threads`` when given; in a Hydra multirun with
+    parallel joblib jobs, the cores shared out between the jobs (two jobs on two cores, each with
+    torch's default of one thread per core, spend most of their CPU time spinning: measured in
+    benchmarks/README.md); otherwise torch's default."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise UserInputError(
+                f"torch_threads={requested!r}: give a whole number >= 1, or null for the "
+                "default (one per core, shared between parallel multirun jobs)"
+            )
+        torch.set_num_threads(requested)
+        return requested
+    if _in_multirun():
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+        cores = os.cpu_count() or 1
+        jobs = int(launcher.get("n_jobs", 1) or 1) if launcher is not None else 1
+        jobs = cores if jobs < 0 else min(jobs, cores)
+        if jobs > 1:
+            torch.set_num_threads(max(1, cores // jobs))
+    return torch.get_num_threads()
 
 
 def _in_multirun() -> bool:

@@ -196,9 +196,9 @@ class DPConfig(PrivacyConfig):
     max_grad_norm: float = 1.0  # per-sample clipping bound C
     accountant: str = "rdp"  # rdp | prv
     poisson_sampling: bool = True  # False: fixed-size shuffled batches; epsilon is approximate
-    grad_sample_mode: str = (
-        "ghost"  # ghost | hooks | functorch (ghost: fastest, no per-sample grads)
-    )
+    # bk (book-keeping: one backward, the fastest) | ghost (Opacus, two backwards) | hooks |
+    # functorch (Opacus per-sample gradients); benchmarks/README.md has the timings
+    grad_sample_mode: str = "bk"
     # The transformer's statistics and the class frequencies: one Gaussian release (`dp`), or a
     # raw fit that makes the run non-private (`non_private`, for ablations only).
     transformer_fit: str = "dp"
@@ -393,6 +393,8 @@ class RootConfig:
     run_dir: str = MISSING
     output_root: str = "outputs"
     save_synthetic_csv: bool = True
+    # torch intra-op threads; None: torch's default, shared between parallel multirun jobs
+    torch_threads: int | None = None
 
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {

@@ -131,7 +131,7 @@ class ClassifierModule(pl.LightningModule):
             loss = private.mean_loss(per_sample)
             if isinstance(loss, torch.Tensor):
                 self.manual_backward(loss)
-            else:  # ghost clipping: Opacus's two-pass backward
+            else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
                 loss.backward()
         opt.step()
         self.updates += 1

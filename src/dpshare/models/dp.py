@@ -30,11 +30,15 @@ from opacus.utils.fast_gradient_clipping_utils import (
     DPTensorFastGradientClipping,
 )
 from torch import nn
+from torch.nn import functional as F
 
 from dpshare.errors import UserInputError
+from dpshare.models.bookkeeping import BookKeepingLoss, BookKeepingModule
 from dpshare.privacy.ledger import LedgerEntry, PrivacyLedger
 
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
+GRAD_SAMPLE_MODES = ("bk", "hooks", "functorch", "ghost")
+# Modes whose optimizer receives an already clipped sum in ``.grad`` (no per-sample gradients).
+_CLIPPED_SUM_MODES = ("bk", "ghost")
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,10 @@ class DPSettings:
         max_grad_norm: initial per-sample clipping bound C.
         sample_rate: Poisson sampling rate q of real records per step.
         expected_batch_size: q * n, the expected real batch size.
-        grad_sample_mode: ``hooks`` | ``functorch`` | ``ghost`` (ghost clipping: Opacus's fast
-            gradient clipping; needs loss_reduction "mean", which we use everywhere).
+        grad_sample_mode: ``bk`` (book-keeping: clipped sums from ONE backward pass,
+            :mod:`dpshare.models.bookkeeping`, the default) | ``hooks`` | ``functorch`` |
+            ``ghost`` (Opacus's fast gradient clipping: two backward passes). All use
+            loss_reduction "mean".
         poisson_sampling: False = fixed-size shuffled batches (accounting then approximate).
     """
 
@@ -55,7 +61,7 @@ class DPSettings:
     max_grad_norm: float
     sample_rate: float
     expected_batch_size: int
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = "bk"
     poisson_sampling: bool = True
 
     def __post_init__(self) -> None:
@@ -73,7 +79,10 @@ class DPSettings:
 
 
 def wrap_module(module: nn.Module, settings: DPSettings) -> nn.Module:
-    """A module that computes per-sample gradients (or per-sample norms, for ghost clipping)."""
+    """A module that computes per-sample gradients (or per-sample norms, for ghost clipping and
+    book-keeping)."""
+    if settings.grad_sample_mode == "bk":
+        return BookKeepingModule(module)
     if settings.grad_sample_mode == "ghost":
         return GradSampleModuleFastGradientClipping(
             module,
@@ -99,7 +108,11 @@ def make_optimizer(
 ) -> DPOptimizer:
     # A GAN's loss is a mean over the concatenated (real + generated) batch, whose expected size
     # is twice the expected real batch size; a classifier (``real_only``) averages real rows only.
-    cls = DPOptimizerFastGradientClipping if settings.grad_sample_mode == "ghost" else DPOptimizer
+    cls = (
+        DPOptimizerFastGradientClipping
+        if settings.grad_sample_mode in _CLIPPED_SUM_MODES
+        else DPOptimizer
+    )
     factor = 1 if real_only else 2
     return cls(
         optimizer,
@@ -165,8 +178,12 @@ class DPStepper:
 
     def loss(
         self, logits: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor | DPLossFastGradientClipping:
-        """Mean binary cross-entropy; under ghost clipping Opacus's two-pass loss wrapper."""
+    ) -> torch.Tensor | DPLossFastGradientClipping | BookKeepingLoss:
+        """Mean binary cross-entropy; under ghost clipping Opacus's two-pass loss wrapper, under
+        book-keeping its one-pass wrapper."""
+        if isinstance(self.module, BookKeepingModule):
+            per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            return BookKeepingLoss(self.module, self.optimizer, per_sample)
         criterion = nn.BCEWithLogitsLoss(reduction="mean")
         if isinstance(self.module, GradSampleModuleFastGradientClipping):
             dp_loss = DPLossFastGradientClipping(
@@ -175,9 +192,14 @@ class DPStepper:
             return dp_loss(logits, targets)
         return criterion(logits, targets)
 
-    def mean_loss(self, per_sample: torch.Tensor) -> torch.Tensor | DPTensorFastGradientClipping:
+    def mean_loss(
+        self, per_sample: torch.Tensor
+    ) -> torch.Tensor | DPTensorFastGradientClipping | BookKeepingLoss:
         """The mean of a per-sample loss vector (e.g. a fused loss over several discriminator
-        heads); under ghost clipping wrapped so that ``backward()`` runs Opacus's two passes."""
+        heads); under ghost clipping wrapped so that ``backward()`` runs Opacus's two passes,
+        under book-keeping so that it leaves the clipped sum in ``.grad``."""
+        if isinstance(self.module, BookKeepingModule):
+            return BookKeepingLoss(self.module, self.optimizer, per_sample)
         if isinstance(self.module, GradSampleModuleFastGradientClipping):
             return DPTensorFastGradientClipping(
                 self.module, self.optimizer, per_sample, loss_reduction="mean"
@@ -200,12 +222,14 @@ class _HooksOff:
         self.module.requires_grad_(False)
         # GradSampleModule and Opacus's fast-gradient-clipping module share no base class
         # with these methods, hence the duck typing.
-        if hasattr(self.module, "disable_hooks"):
-            self.module.disable_hooks()
+        disable = getattr(self.module, "disable_hooks", None)
+        if callable(disable):
+            disable()
 
     def __exit__(self, *exc: object) -> None:
-        if hasattr(self.module, "enable_hooks"):
-            self.module.enable_hooks()
+        enable = getattr(self.module, "enable_hooks", None)
+        if callable(enable):
+            enable()
         self.module.requires_grad_(True)
 
 

@@ -45,10 +45,11 @@ DP design (what is protected: one MNIST image with its label, add/remove adjacen
   within ``[privacy.wgan_feedback.clip_min, clip_max]`` (the plan starts at ``clip_max``), so
   Tao's C = 5 there is ``clip_min=clip_max=5``.
 
-Opacus modes: ``hooks`` and ``functorch`` compute per-sample gradients of every critic layer
-(Conv2d, GroupNorm, Linear, Embedding); ``ghost`` (the suite default) uses ghost norms for the
-Linear and Embedding layers and Opacus's per-sample gradients for the others; all three are
-tested.
+Clipping modes: ``bk`` (the suite default, :mod:`dpshare.models.bookkeeping`) forms the
+per-sample norms and the clipped sum of every critic layer (Conv2d, GroupNorm, Linear,
+Embedding) from one backward pass; ``hooks`` and ``functorch`` compute Opacus per-sample
+gradients of every layer; ``ghost`` uses Opacus ghost norms for the Linear and Embedding layers,
+per-sample gradients for the others and a second backward; all four are tested.
 """
 
 from __future__ import annotations
@@ -320,7 +321,7 @@ class DPWGANModule(pl.LightningModule):
             dp_loss = self.private.mean_loss(per_sample)
             if isinstance(dp_loss, torch.Tensor):
                 self.manual_backward(dp_loss)
-            else:  # ghost clipping: Opacus's two-pass backward
+            else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
                 dp_loss.backward()
         opt_c.step()
         self.clip_weights()

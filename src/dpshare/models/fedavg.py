@@ -152,7 +152,7 @@ class FedAvg(ReleasedModelMethod):
                 noise_calibrated=plan.calibrated,
             )
             self.noise = noise_generator(plan.noise_seed)
-            if plan.grad_sample_mode == "ghost":
+            if plan.grad_sample_mode in ("bk", "ghost"):
                 log.info("fedavg clients compute per-sample gradients with hooks (linear model)")
 
     # ------------------------------------------------------------------------------ training

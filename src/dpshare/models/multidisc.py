@@ -138,8 +138,8 @@ class SemanticHead(nn.Module):
 class TemporalHead(nn.Module):
     """Patterns over a record's window ``(T, V)``: two temporal convolutions written as Linear
     layers over sliding windows (``unfold``), mean- and max-pooled over time, joined with the
-    trunk features (which carry the conditions). Linear layers only, so every Opacus
-    ``grad_sample_mode`` (hooks, functorch, ghost) computes its per-sample gradients."""
+    trunk features (which carry the conditions). Linear layers only, so every
+    ``grad_sample_mode`` (bk, ghost, hooks, functorch) computes its per-sample gradients."""
 
     def __init__(
         self, *, n_vars: int, window: int, kernel: int, channels: int, trunk_dim: int
@@ -638,7 +638,7 @@ class MultiDiscGANModule(pl.LightningModule):
             loss = self.private.mean_loss(per_sample)
             if isinstance(loss, torch.Tensor):
                 self.manual_backward(loss)
-            else:  # ghost clipping: Opacus's two-pass backward
+            else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
                 loss.backward()
         for opt in opt_ds:
             opt.step()

@@ -203,7 +203,7 @@ class ConditionalGAN(pl.LightningModule):
             d_loss = self.private.loss(logits, targets)
             if isinstance(d_loss, torch.Tensor):
                 self.manual_backward(d_loss)
-            else:  # ghost clipping: Opacus's two-pass backward
+            else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
                 d_loss.backward()
         opt_d.step()
         self.discriminator_updates += 1
