@@ -5,10 +5,11 @@ concatenated batch the project steps on), this times:
 
 * ``non_private``: forward of the real + generated rows, the loss, ``backward()``, the
   optimizer step(s), exactly as the model's non-private training step does them;
-* one DP step per Opacus ``grad_sample_mode``: ``hooks``, ``functorch``, ``ew`` (expanded
-  weights) and ``ghost`` (fast gradient clipping, the project's default), i.e. the same step
-  with per-sample gradients (or norms), clipping, Gaussian noise and the privacy ledger's
-  per-step charge (the optimizer's step hook).
+* one DP step per ``grad_sample_mode``: ``bk`` (book-keeping, the project's default,
+  :mod:`dpshare.models.bookkeeping`) and Opacus's ``hooks``, ``functorch``, ``ew`` (expanded
+  weights) and ``ghost`` (fast gradient clipping), i.e. the same step with per-sample gradients
+  (or norms), clipping, Gaussian noise and the privacy ledger's per-step charge (the
+  optimizer's step hook).
 
 Models (sizes from the project's own configs, ``conf/method/*.yaml``):
 
@@ -362,7 +363,7 @@ def multidisc_builders(
             ]
         )
 
-    base_cfg = cfg_for("ghost")
+    base_cfg = cfg_for(PROJECT_DEFAULT_MODE)
     data, train_split = _load(base_cfg)
     reference = _build_method(base_cfg, data, train_split, private=False, method_cls=MultiDiscGAN)
     module = reference.method.module
@@ -492,7 +493,7 @@ def dp_wgan_builders(
             ]
         )
 
-    base_cfg = cfg_for("ghost")
+    base_cfg = cfg_for(PROJECT_DEFAULT_MODE)
     data, train_split = _load(base_cfg)
     reference = _build_method(base_cfg, data, train_split, private=False, method_cls=DPWGAN)
     module = reference.method.module

@@ -88,7 +88,9 @@ def _check_model(result: dict, bench: ModuleType) -> None:
             assert v["meets_target"] == (v["ratio_median"] <= bench.TARGET_RATIO)
             assert v["ledger_check_median_ms"] >= 0
             assert v["built_by"]
-    # the project's default mode and the per-sample hooks work for both architectures
+    # the project's default mode (book-keeping), Opacus ghost and per-sample hooks work for both
+    assert result["project_default_mode"] == "bk"
+    assert variants["bk"]["status"] == "ok"
     assert variants["ghost"]["status"] == "ok"
     assert variants["hooks"]["status"] == "ok"
     assert result["fastest_dp_mode"] in bench.DP_MODES
@@ -127,7 +129,8 @@ def test_step_benchmark_report_structure(bench: ModuleType, tiny_mnist: Path, tm
     written = json.loads((tmp_path / "dp_step.json").read_text())
     assert written["models"]["dp_wgan"]["variants"]["ghost"]["ratio_median"] > 0
     text = (tmp_path / "dp_step.md").read_text()
-    assert "| ghost |" in text and "| hooks |" in text
+    assert "| ghost |" in text and "| hooks |" in text and "| bk |" in text
+    assert "Target met by the project default (bk)" in text
 
 
 def test_a_mode_that_fails_is_listed_with_its_reason(bench: ModuleType) -> None:
