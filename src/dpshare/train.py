@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dpshare import distributed
+from dpshare import checkpoint, distributed
 from dpshare.config import register_configs
 from dpshare.data.base import DataSplits, TabularData, split_records
 from dpshare.data.datamodule import TabularDataModule
@@ -41,7 +41,7 @@ from dpshare.models.base import ReleasedModelMethod, SyntheticDataMethod
 from dpshare.privacy import BudgetExceededError, PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
-from dpshare.reporting import records
+from dpshare.reporting import index, records
 
 log = logging.getLogger("dpshare.train")
 
@@ -58,8 +58,38 @@ def _quiet_libraries() -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one configuration end to end and return its metrics (also in ``metrics.json``)."""
+    """Run one configuration end to end and return its metrics (also in ``metrics.json``).
+
+    In a multirun (``skip_completed: multirun``, the default; ``always`` for single runs too)
+    a point whose complete record already exists (same resolved-config hash, in this run
+    directory or named by ``<output_root>/index/``) is not recomputed: its record is copied
+    here (:mod:`dpshare.reporting.index`)."""
+    reused = _reuse_complete(cfg)
+    if reused is not None:
+        return reused
     return train_method(cfg)[0]
+
+
+def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
+    mode = cfg.get("skip_completed", "multirun")
+    if mode not in index.SKIP_MODES:
+        raise UserInputError(
+            f"skip_completed={mode!r}; choose one of {list(index.SKIP_MODES)} (multirun: reuse "
+            "complete records of the same config in multiruns only)"
+        )
+    if mode == "never" or (mode == "multirun" and not _in_multirun()):
+        return None
+    try:
+        digest = index.config_hash(cfg)
+    except OmegaConfBaseException:
+        return None  # the error surfaces where the value is used
+    source = index.find_complete(Path(cfg.output_root), digest, Path(cfg.run_dir))
+    if source is None:
+        return None
+    log.info(
+        "complete record of this config (hash %s) at %s: reused, not recomputed", digest, source
+    )
+    return index.reuse_record(source, Path(cfg.run_dir), digest)
 
 
 def train_method(
@@ -68,8 +98,7 @@ def train_method(
     """:func:`train`, also returning the fitted method (its ``sample`` draws more rows;
     :func:`dpshare.api.fit` is the friendlier entry point)."""
     _quiet_libraries()
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = records.prepare_run_dir(cfg.run_dir)  # a clear error if it cannot be written
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
     try:
         text: str | None = OmegaConf.to_yaml(cfg, resolve=True)
@@ -94,6 +123,7 @@ def train_method(
         "tags": list(cfg.tags),
         "command": " ".join(sys.argv),
         "environment": records.environment(),
+        "config_hash": _config_hash_or_none(cfg),
     }
     records.write_json(run_dir / records.RUN_FILE, run_info)
     stale = run_dir / records.METRICS_FILE
@@ -101,8 +131,11 @@ def train_method(
 
     loggers: list[Any] = []
     status = "failed"
+    journal: checkpoint.LedgerJournal | None = None
     try:
         check_eval_config(cfg.eval)
+        every = _checkpoint_every(cfg)
+        resume = _resume_state(cfg, run_info)
         run_info["torch_threads"] = _configure_threads(cfg.get("torch_threads"))
         distributed.check_config(cfg.trainer, private=cfg.privacy.name != "none")
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -112,6 +145,10 @@ def train_method(
         log.info("data: %s; splits %s", data.description, splits.sizes())
 
         ledger, plan = _privacy_setup(cfg, n_train=len(splits.train))
+        if plan is not None and resume is not None:
+            plan.release_seed = resume.release_seed  # the same releases, not new ones
+        elif plan is not None and every > 0 and plan.noise_seed is None:
+            plan.release_seed = checkpoint.new_release_seed()
         public_validation = (
             splits.validation
             if plan is not None and plan.signal_source == "public_validation"
@@ -127,7 +164,28 @@ def train_method(
             plan=plan,
             public_validation=public_validation,
         )
+        if resume is not None:
+            datamodule.fresh_sampling = True
         method = METHODS.get(cfg.method.name)(cfg.method, datamodule, plan=plan)
+        if resume is not None:  # epsilon continues from the crashed run's last step
+            replayed = checkpoint.replay_journal(ledger, resume.journal)
+            log.info(
+                "resume: %d noisy steps replayed, epsilon %.4g", replayed, ledger.epsilon_spent()
+            )
+            method.resume_checkpoint = resume.checkpoint  # type: ignore[union-attr]
+        if plan is not None and (every > 0 or resume is not None):
+            journal = checkpoint.LedgerJournal(
+                run_dir / checkpoint.JOURNAL_FILE,
+                ledger,
+                replayed=resume.journal if resume is not None else [],
+            )
+        saver = checkpoint.EpochCheckpoint(
+            run_dir,
+            every_n_epochs=every,
+            config_hash=run_info["config_hash"],
+            release_seed=plan.release_seed if plan is not None else None,
+            journal=journal,
+        )
         loggers = build_loggers(cfg, run_dir)
         trainer_args = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
         if plan is not None and plan.training_length == "budget":
@@ -136,7 +194,8 @@ def train_method(
             **trainer_args,
             logger=loggers or False,
             default_root_dir=str(run_dir),
-            enable_checkpointing=False,
+            enable_checkpointing=False,  # Lightning's own; ours is the EpochCheckpoint callback
+            callbacks=[saver],
         )
         distributed.check_trainer(trainer, private=plan is not None, seed=cfg.seed)
         t0 = time.perf_counter()
@@ -266,9 +325,12 @@ def train_method(
         records.write_json(run_dir / records.LEDGER_FILE, ledger_record)
         log_summary(loggers, metrics)
         records.write_json(run_dir / records.METRICS_FILE, metrics)  # last: marks completion
+        saver.remove()  # complete: the checkpoint (and its secret release seed) is not needed
         status = "success"
         run_info.update(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         records.write_json(run_dir / records.RUN_FILE, run_info)
+        if run_info["config_hash"] is not None:
+            index.register_complete(Path(cfg.output_root), run_info["config_hash"], run_dir)
         log_run_record(loggers, run_dir)  # W&B only; a failure there is a warning
         return metrics, method
     except BaseException as exc:
@@ -281,7 +343,41 @@ def train_method(
         records.write_json(run_dir / records.RUN_FILE, run_info)
         raise
     finally:
+        if journal is not None:
+            journal.close()
         finish_loggers(loggers, status)
+
+
+def _checkpoint_every(cfg: DictConfig) -> int:
+    every = cfg.get("checkpoint_every_n_epochs", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise UserInputError(
+            f"checkpoint_every_n_epochs={every!r}: give a whole number of epochs >= 1, or 0 "
+            "for no checkpoints"
+        )
+    return every
+
+
+def _resume_state(cfg: DictConfig, run_info: dict[str, Any]) -> checkpoint.ResumeState | None:
+    target = cfg.get("resume")
+    if not target:
+        return None
+    if cfg.method.name == "fedavg":
+        raise UserInputError(
+            "resume= is not supported for method=fedavg (it runs its own round loop, without "
+            "checkpoints); start a new run"
+        )
+    state = checkpoint.ResumeState(Path(str(target)), config_hash=run_info["config_hash"])
+    run_info["resumed_from"] = str(state.run_dir.resolve())
+    run_info["resumed_at_epoch"] = state.epoch
+    return state
+
+
+def _config_hash_or_none(cfg: DictConfig) -> str | None:
+    try:
+        return index.config_hash(cfg)
+    except OmegaConfBaseException:
+        return None
 
 
 def load_data(cfg: DictConfig) -> tuple[TabularData, DataSplits]:
@@ -331,7 +427,7 @@ def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, Pri
     if not 1 <= batch_size <= n_train:
         raise UserInputError(
             f"method.batch_size={batch_size} must be between 1 and the real train split's size "
-            f"({n_train} records)"
+            f"({n_train} records); lower method.batch_size or use more data"
         )
     # FedAvg: a record is visited local_epochs times in each of the rounds
     epochs = (

@@ -395,6 +395,11 @@ class RootConfig:
     save_synthetic_csv: bool = True
     # torch intra-op threads; None: torch's default, shared between parallel multirun jobs
     torch_threads: int | None = None
+    # multirun | always | never: reuse a complete record of the same resolved config
+    skip_completed: str = "multirun"
+    # epochs between checkpoints (0: none); resume=<run dir> continues that run (dpshare.checkpoint)
+    checkpoint_every_n_epochs: int = 1
+    resume: str | None = None
 
 
 _GROUP_SCHEMAS: dict[str, dict[str, type]] = {

@@ -18,6 +18,18 @@ from sklearn.model_selection import train_test_split
 from dpshare.errors import UserInputError
 
 
+def check_max_records(max_records: int | None) -> None:
+    """Refuse a ``scale.max_records`` cap that is not a whole number >= 1 (``None``: no cap)."""
+    if max_records is None:
+        return
+    if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+        raise UserInputError(
+            f"scale.max_records={max_records!r}: give a whole number >= 1 (the most records "
+            "to load; a run needs enough for its train/validation/test splits), or "
+            "scale.max_records=null for every record"
+        )
+
+
 @dataclass
 class TabularData:
     """A real table ready for splitting.
@@ -100,6 +112,7 @@ class TabularData:
 
     def subsample(self, max_records: int | None, *, seed: int) -> TabularData:
         """A stratified random subset of at most ``max_records`` records (self if smaller)."""
+        check_max_records(max_records)
         if max_records is None or len(self.frame) <= max_records:
             return self
         positions = np.arange(len(self.frame))

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpshare.data.base import TabularData
 from dpshare.data.transformer import OutputSpan, TabularTransformer
-from dpshare.errors import UserInputError
+from dpshare.errors import NonFiniteLossError, UserInputError
 from dpshare.privacy import PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan
 
@@ -58,6 +58,8 @@ class TabularDataModule(pl.LightningDataModule):
         self.data = data
         self.train_frame = train
         self.batch_size = int(batch_size)
+        # True on resume (dpshare.checkpoint): batches drawn with fresh OS entropy
+        self.fresh_sampling = False
         self.continuous_mode = continuous_mode
         self.ledger = ledger
         self.seed = seed
@@ -195,7 +197,7 @@ class TabularDataModule(pl.LightningDataModule):
         )
         if self.plan is not None and self.plan.transformer_fit == "dp":
             sigma = self.plan.release_noise_multiplier
-            rng = self.plan.noise_rng(2)
+            rng = self.plan.release_rng(2)
             counts = np.bincount(y, minlength=len(self.classes)).astype(float)
             noisy = np.clip(counts + rng.normal(0.0, sigma, len(counts)), 1.0, None)
             self.class_prior = noisy / noisy.sum()
@@ -240,7 +242,7 @@ class TabularDataModule(pl.LightningDataModule):
             features,
             domain=domain,
             noise_multiplier=sigma,
-            seed=None if self.plan.noise_seed is None else self.plan.noise_seed + 1,
+            seed=self.plan.release_seed_for(1),
         )
         release = self.transformer.release
         self.ledger.record_gaussian(
@@ -256,7 +258,7 @@ class TabularDataModule(pl.LightningDataModule):
             return
         # Class counts: a histogram, one record touches one count (L2 sensitivity 1). The class
         # SET comes from the data's declared target domain when there is one.
-        rng = self.plan.noise_rng(2)
+        rng = self.plan.release_rng(2)
         counts = np.bincount(y, minlength=len(self.classes)).astype(float)
         noisy = np.clip(counts + rng.normal(0.0, sigma, len(counts)), 1.0, None)
         self.class_prior = noisy / noisy.sum()
@@ -288,7 +290,11 @@ class TabularDataModule(pl.LightningDataModule):
         if self.s_train is not None:
             tensors.append(self.s_train)
         dataset = TensorDataset(*tensors)
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator()
+        if self.fresh_sampling:  # a resumed run: no step may reuse an earlier step's sample
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
         if self.plan is not None and self.plan.poisson_sampling:
             return DPDataLoader(dataset, sample_rate=self.plan.sample_rate, generator=generator)
         return DataLoader(
@@ -302,6 +308,13 @@ class TabularDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------- decoding
     def decode(self, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
         """Generator output (encoded features, label indices) -> table in the released schema."""
+        bad = int(x.size - np.isfinite(x).sum())
+        if bad:  # the generator's weights are finite but its forward pass overflows
+            raise NonFiniteLossError(
+                f"training diverged: the generator's output holds {bad} NaN or infinite values; "
+                "the run stopped without a result. Fix: lower the method's learning rates "
+                "(method.*_lr, e.g. 10x smaller), and check the data for extreme values"
+            )
         features = self.transformer.inverse_transform(x)
         labels = pd.Series(self.classes[y]).astype(self.label_dtype)
         features[self.data.target] = labels.to_numpy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from dpshare.data.base import TabularData
+from dpshare.data.base import TabularData, check_max_records
 from dpshare.registry import Registry
 
 
@@ -28,6 +28,7 @@ def load_bank_sim(cfg: Any, *, max_records: int | None) -> TabularData:
     """
     from dpshare.data import bank_sim
 
+    check_max_records(max_records)
     n = int(cfg.n_transactions)
     if max_records is not None:
         n = min(n, int(max_records))

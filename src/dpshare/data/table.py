@@ -107,6 +107,9 @@ _NUMBER = re.compile(r"[+-]?\d+([.,]\d+)?")
 # ----------------------------------------------------------------------------------- configs
 
 
+_EMPTY_FIX = "; point dataset.path at a table with a header row and at least one data row"
+
+
 @dataclass
 class TableConfig(DatasetConfig):
     """``dataset=table``: any CSV / TSV / Parquet / zipped CSV with a class label.
@@ -310,7 +313,7 @@ def read_table(
         )
     info: dict[str, Any] = {"path": str(resolved)}
     if resolved.stat().st_size == 0:
-        raise UserInputError(f"data file {resolved} is empty (0 bytes)")
+        raise UserInputError(f"data file {resolved} is empty (0 bytes){_EMPTY_FIX}")
     kind = _text_kind(resolved)
     if kind == "parquet":
         try:
@@ -323,7 +326,7 @@ def read_table(
     else:
         raw = _read_bytes(resolved, member)
         if not raw.strip():
-            raise UserInputError(f"data file {resolved} is empty (no header, no rows)")
+            raise UserInputError(f"data file {resolved} is empty (no header, no rows){_EMPTY_FIX}")
         head = raw[:_SNIFF_BYTES]
         if b"\x00" in head:
             raise UserInputError(
@@ -352,10 +355,13 @@ def read_table(
                 low_memory=False,
             )
         except pd.errors.EmptyDataError as err:
-            raise UserInputError(f"data file {resolved} is empty (no header, no rows)") from err
+            raise UserInputError(
+                f"data file {resolved} is empty (no header, no rows){_EMPTY_FIX}"
+            ) from err
         except pd.errors.ParserError as err:
             raise UserInputError(
-                f"{resolved}: could not parse it as a table with separator {sep!r}: {err}. "
+                f"{resolved}: could not parse it as a table with separator {sep!r}: "
+                f"{str(err).strip()}. "
                 "Rows must all have the header's number of fields; check the separator "
                 "(dataset.sep) and quoting"
             ) from err
@@ -372,6 +378,7 @@ def read_table(
     if len(frame) == 0:
         raise UserInputError(
             f"data file {resolved} has a header ({list(frame.columns)}) but no data rows"
+            f"{_EMPTY_FIX}"
         )
     if frame.shape[1] < 2:
         raise UserInputError(

@@ -27,9 +27,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dpshare.checkpoint import resume_fit_kwargs
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.errors import UserInputError
 from dpshare.models.base import ReleasedModelMethod
+from dpshare.models.checks import check_finite_loss, check_finite_weights, check_trained
 from dpshare.models.dp import PrivateTraining, make_optimizer, wrap_module
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import private_training
@@ -126,15 +128,23 @@ class ClassifierModule(pl.LightningModule):
         if private is None:
             if len(x) == 0:
                 return
-            self.manual_backward(per_sample.mean())
+            loss = per_sample.mean()
+            check_finite_loss(
+                loss, what="classifier", update=self.updates + 1, lr_keys=["lr"], private=False
+            )
+            self.manual_backward(loss)
         else:
-            loss = private.mean_loss(per_sample)
-            if isinstance(loss, torch.Tensor):
-                self.manual_backward(loss)
+            dp_loss = private.mean_loss(per_sample)
+            if isinstance(dp_loss, torch.Tensor):
+                self.manual_backward(dp_loss)
             else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
-                loss.backward()
+                dp_loss.backward()
         opt.step()
         self.updates += 1
+        if private is not None:  # the released weights, not a loss of real records
+            check_finite_weights(
+                self.net, what="classifier", update=self.updates, lr_keys=["lr"], private=True
+            )
         if private is None:
             self.log("train/loss", per_sample.detach().mean(), on_step=True, on_epoch=True)
 
@@ -201,7 +211,15 @@ class DPLogisticRegression(ReleasedModelMethod):
         )
 
     def fit(self, trainer: pl.Trainer) -> None:
-        trainer.fit(self.module, datamodule=self.datamodule)
+        # resume=<run dir>: continue from its checkpoint (weights_only load; dpshare.checkpoint)
+        trainer.fit(self.module, datamodule=self.datamodule, **resume_fit_kwargs(self))
+        check_trained(
+            self.module.updates,
+            length=f"trainer.max_epochs={trainer.max_epochs}",
+            plan=self.plan,
+            budget_stopped=self.private is not None and self.private.budget_stopped,
+            target_epsilon=self.datamodule.ledger.target_epsilon,
+        )
         ledger = self.datamodule.ledger
         if self.private is None:
             ledger.record_non_private(

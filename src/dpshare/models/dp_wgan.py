@@ -65,6 +65,7 @@ from torch import nn
 
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.errors import UserInputError
+from dpshare.models.checks import check_finite_loss, check_finite_weights
 from dpshare.models.dp import PrivateTraining, generator_step_context, make_optimizer, wrap_module
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN
@@ -75,6 +76,10 @@ IMAGE_SIDE = 28
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 CRITIC_NORMS = ("group", "layer", "none")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+
+
+# the learning rates a divergence message suggests lowering
+_LR_KEYS = ("critic_lr", "generator_lr")
 
 
 # ---------------------------------------------------------------------------------- networks
@@ -316,6 +321,7 @@ class DPWGANModule(pl.LightningModule):
                 loss = loss + self.gradient_penalty * self._gradient_penalty(
                     x_real, y_real, x_fake, y_fake
                 )
+            self._check_loss(loss, "critic", self.discriminator_updates + 1)
             self.manual_backward(loss)
         else:
             dp_loss = self.private.mean_loss(per_sample)
@@ -326,6 +332,14 @@ class DPWGANModule(pl.LightningModule):
         opt_c.step()
         self.clip_weights()
         self.discriminator_updates += 1
+        if self.private is not None:  # the released weights, not a loss of real records
+            check_finite_weights(
+                self.discriminator,
+                what="critic",
+                update=self.discriminator_updates,
+                lr_keys=_LR_KEYS,
+                private=True,
+            )
         fake_scores = scores[n_real:].detach()
         metrics: dict[str, Any] = {"train/critic_fake_score": fake_scores.mean()}
         if self.private is None:
@@ -361,11 +375,17 @@ class DPWGANModule(pl.LightningModule):
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
         return ((grad.norm(2, dim=1) - 1.0) ** 2).mean()
 
+    def _check_loss(self, loss: torch.Tensor, what: str, update: int) -> None:
+        check_finite_loss(
+            loss, what=what, update=update, lr_keys=_LR_KEYS, private=self.private is not None
+        )
+
     def _generator_step(self, opt_g: Any, n_fake: int, device: torch.device) -> None:
         """Post-processing of the DP critic: reads no real record."""
         with generator_step_context(self.discriminator):
             y_gen = self.sample_labels(n_fake).to(device)
             g_loss = -self.discriminator(self.generate(y_gen), y_gen).mean()
+            self._check_loss(g_loss, "generator", self.generator_updates + 1)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()

@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.errors import UserInputError
 from dpshare.models.base import ReleasedModelMethod
+from dpshare.models.checks import check_finite_weights, check_trained
 from dpshare.models.classifier import (
     ClassifierModule,
     _encode,
@@ -188,6 +189,21 @@ class FedAvg(ReleasedModelMethod):
             }
             global_net.load_state_dict(averaged)
             self.rounds_done += 1
+            # the averaged (under DP: released) model, not a loss of real records
+            check_finite_weights(
+                global_net,
+                what="global model",
+                update=self.rounds_done,
+                lr_keys=["lr"],
+                private=self.entry is not None,
+            )
+        check_trained(
+            self.rounds_done,
+            length=f"method.rounds={cfg.rounds}",
+            plan=self.plan,
+            budget_stopped=stopped,
+            target_epsilon=dm.ledger.target_epsilon,
+        )
         ledger = dm.ledger
         if self.entry is None:
             ledger.record_non_private(

@@ -42,12 +42,16 @@ from torch.nn import functional as F
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.transformer import OutputSpan
 from dpshare.errors import UserInputError
+from dpshare.models.checks import check_finite_loss, check_finite_weights, check_learning_rates
 from dpshare.models.dp import PrivateTraining, generator_step_context, make_optimizer, wrap_module
 from dpshare.models.networks import ConditionalGenerator
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN, _class_mix_to_probs
 
 log = logging.getLogger(__name__)
+
+# the learning rates a divergence message suggests lowering
+_LR_KEYS = ("discriminator_lr", "generator_lr")
 
 HEADS = ("plain", "statistical", "semantic", "temporal")
 FUSIONS = ("fixed", "loss_scale")
@@ -377,6 +381,11 @@ class MultiDiscGANModule(pl.LightningModule):
         unknown_lr = sorted(set(head_lr) - {*heads, "trunk"})
         if unknown_lr:
             raise UserInputError(f"method.head_lr names {unknown_lr}; valid: {['trunk', *heads]}")
+        check_learning_rates(
+            generator_lr=generator_lr,
+            discriminator_lr=discriminator_lr,
+            **{f"head_lr.{k}": v for k, v in head_lr.items()},
+        )
         self.heads = list(heads)
         self.fusion = fusion
         self.fusion_ema = float(fusion_ema)
@@ -633,16 +642,26 @@ class MultiDiscGANModule(pl.LightningModule):
         )
         per_sample = self._fused(per_head)
         if self.private is None:
-            self.manual_backward(per_sample.mean())
+            loss = per_sample.mean()
+            self._check_loss(loss, "discriminator", self.discriminator_updates + 1)
+            self.manual_backward(loss)
         else:
-            loss = self.private.mean_loss(per_sample)
-            if isinstance(loss, torch.Tensor):
-                self.manual_backward(loss)
+            dp_loss = self.private.mean_loss(per_sample)
+            if isinstance(dp_loss, torch.Tensor):
+                self.manual_backward(dp_loss)
             else:  # ghost clipping (two passes) or book-keeping (one pass, clipped sum)
-                loss.backward()
+                dp_loss.backward()
         for opt in opt_ds:
             opt.step()
         self.discriminator_updates += 1
+        if self.private is not None:  # the released weights, not a loss of real records
+            check_finite_weights(
+                self.discriminator,
+                what="discriminator cluster",
+                update=self.discriminator_updates,
+                lr_keys=_LR_KEYS,
+                private=True,
+            )
         n_real = len(x_real)
         fake_logits = logits[n_real:].detach()
         metrics: dict[str, Any] = {
@@ -666,6 +685,11 @@ class MultiDiscGANModule(pl.LightningModule):
             )
         self.log_dict(metrics, on_step=True, on_epoch=True, prog_bar=False)
 
+    def _check_loss(self, loss: torch.Tensor, what: str, update: int) -> None:
+        check_finite_loss(
+            loss, what=what, update=update, lr_keys=_LR_KEYS, private=self.private is not None
+        )
+
     def _generator_step(self, opt_g: Any, n_fake: int, device: torch.device) -> None:
         """Post-processing of the DP cluster: reads no real record."""
         with generator_step_context(self.discriminator):
@@ -684,6 +708,7 @@ class MultiDiscGANModule(pl.LightningModule):
                     raw[:, span.start : span.end], idx.to(device)
                 )
             total = g_loss + self.condition_loss_weight * cond_loss
+            self._check_loss(total, "generator", self.generator_updates + 1)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(total)
             opt_g.step()

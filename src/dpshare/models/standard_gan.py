@@ -20,10 +20,17 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
+from dpshare.checkpoint import resume_fit_kwargs
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.transformer import OutputSpan
 from dpshare.errors import UserInputError
 from dpshare.models.base import SyntheticDataMethod
+from dpshare.models.checks import (
+    check_finite_loss,
+    check_finite_weights,
+    check_learning_rates,
+    check_trained,
+)
 from dpshare.models.dp import (
     DPSettings,
     PrivateTraining,
@@ -37,6 +44,9 @@ from dpshare.models.networks import ConditionalGenerator, MLPDiscriminator
 from dpshare.models.registry import METHODS
 from dpshare.privacy.controllers import make_controller
 from dpshare.privacy.plan import PrivacyPlan
+
+# the learning rates a divergence message suggests lowering
+_LR_KEYS = ("discriminator_lr", "generator_lr")
 
 
 class ConditionalGAN(pl.LightningModule):
@@ -66,6 +76,7 @@ class ConditionalGAN(pl.LightningModule):
             raise UserInputError(
                 f"method.discriminator_steps must be >= 1, got {discriminator_steps}"
             )
+        check_learning_rates(generator_lr=generator_lr, discriminator_lr=discriminator_lr)
         self.n_classes = len(class_prior)
         self.condition_dim = self.n_classes if condition_on_label else 0
         self.latent_dim = latent_dim
@@ -177,6 +188,7 @@ class ConditionalGAN(pl.LightningModule):
                 y_gen = self.sample_labels(n_fake).to(x_real.device)
                 logits = self.discriminator(self.generate(y_gen, hard=False), self.condition(y_gen))
                 g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+                self._check_loss(g_loss, "generator", self.generator_updates + 1)
                 opt_g.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 opt_g.step()
@@ -198,6 +210,7 @@ class ConditionalGAN(pl.LightningModule):
         logits = self.discriminator(x, self.condition(labels))
         if self.private is None:
             d_loss = F.binary_cross_entropy_with_logits(logits, targets)
+            self._check_loss(d_loss, "discriminator", self.discriminator_updates + 1)
             self.manual_backward(d_loss)
         else:
             d_loss = self.private.loss(logits, targets)
@@ -207,6 +220,14 @@ class ConditionalGAN(pl.LightningModule):
                 d_loss.backward()
         opt_d.step()
         self.discriminator_updates += 1
+        if self.private is not None:  # the released weights, not a loss of real records
+            check_finite_weights(
+                self.discriminator,
+                what="discriminator",
+                update=self.discriminator_updates,
+                lr_keys=_LR_KEYS,
+                private=True,
+            )
         fake_logits = logits[len(x_real) :].detach()
         metrics = {"train/d_accuracy_fake": (fake_logits < 0).float().mean()}
         if self.private is None:
@@ -222,6 +243,11 @@ class ConditionalGAN(pl.LightningModule):
                 self.private.stepper.optimizer.noise_multiplier
             )
         self.log_dict(metrics, on_step=True, on_epoch=True, prog_bar=False)
+
+    def _check_loss(self, loss: torch.Tensor, what: str, update: int) -> None:
+        check_finite_loss(
+            loss, what=what, update=update, lr_keys=_LR_KEYS, private=self.private is not None
+        )
 
 
 @METHODS.register("standard_gan")
@@ -276,7 +302,15 @@ class StandardGAN(SyntheticDataMethod):
         )
 
     def fit(self, trainer: pl.Trainer) -> None:
-        trainer.fit(self.module, datamodule=self.datamodule)
+        # resume=<run dir>: continue from its checkpoint (weights_only load; dpshare.checkpoint)
+        trainer.fit(self.module, datamodule=self.datamodule, **resume_fit_kwargs(self))
+        check_trained(
+            self.module.discriminator_updates,
+            length=f"trainer.max_epochs={trainer.max_epochs}",
+            plan=self.plan,
+            budget_stopped=self.private is not None and self.private.budget_stopped,
+            target_epsilon=self.datamodule.ledger.target_epsilon,
+        )
         ledger = self.datamodule.ledger
         if self.private is None:
             self.ledger_entry = ledger.record_non_private(

@@ -58,7 +58,10 @@ def check_accountant(name: str) -> str:
 
 def check_delta(delta: float) -> float:
     if not (isinstance(delta, int | float) and 0.0 < float(delta) < 1.0):
-        raise UserInputError(f"privacy.target_delta must be in (0, 1), got {delta!r}")
+        raise UserInputError(
+            f"privacy.target_delta must be in (0, 1), got {delta!r}; use a delta well below "
+            "1/n for a train split of n records (e.g. privacy.target_delta=1e-5)"
+        )
     return float(delta)
 
 

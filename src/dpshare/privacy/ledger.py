@@ -27,9 +27,10 @@ This module is pure: it imports neither Lightning nor wandb (STYLE.md rule 2).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ DP_SGD = "dp_sgd"
 SUBSAMPLED_GAUSSIAN = "subsampled_gaussian"
 DECLARED_PUBLIC = "declared_public"
 DP_MECHANISMS = (GAUSSIAN, DP_SGD, SUBSAMPLED_GAUSSIAN)
+
+log = logging.getLogger(__name__)
 
 
 def _accounted(entry: LedgerEntry, noise_multiplier: float) -> float:
@@ -164,6 +167,7 @@ class PrivacyLedger:
         self._entries: list[LedgerEntry] = []
         self._budget = RDPBudget(target_epsilon=self.target_epsilon, target_delta=target_delta)
         self.refused_steps = 0
+        self._charge_hooks: list[Callable[[LedgerEntry, float, float], None]] = []
         self.n_records: int | None = None
         self.delta_warning = False
         if n_records is not None:
@@ -174,12 +178,14 @@ class PrivacyLedger:
         self.n_records = int(n_records)
         self.delta_warning = self.target_delta >= 1.0 / max(self.n_records, 1)
         if self.delta_warning:
-            warnings.warn(
+            message = (
                 f"privacy.target_delta={self.target_delta:g} >= 1/n = {1 / self.n_records:.3g}: "
                 "a mechanism that publishes a few records outright satisfies this guarantee; "
-                f"use delta well below 1/n (e.g. {0.1 / self.n_records:.1e})",
-                stacklevel=2,
+                f"use delta well below 1/n (e.g. {0.1 / self.n_records:.1e}); recorded as "
+                "privacy/delta_ge_1_over_n in metrics.json"
             )
+            log.warning("%s", message)  # into the run's log file too
+            warnings.warn(message, stacklevel=2)
 
     # ------------------------------------------------------------------------------- entries
     @property
@@ -292,6 +298,20 @@ class PrivacyLedger:
     def _charge(self, entry: LedgerEntry, noise_multiplier: float, sample_rate: float) -> None:
         entry._append(noise_multiplier, sample_rate)
         self._budget.charge([(_accounted(entry, noise_multiplier), sample_rate, 1)])
+        for hook in self._charge_hooks:
+            hook(entry, noise_multiplier, sample_rate)
+
+    def add_charge_hook(self, hook: Callable[[LedgerEntry, float, float], None]) -> None:
+        """Call ``hook(entry, noise_multiplier, sample_rate)`` after every charge (the resume
+        journal, :mod:`dpshare.checkpoint`)."""
+        self._charge_hooks.append(hook)
+
+    def charge_spent(self, entry: LedgerEntry, noise_multiplier: float, sample_rate: float) -> None:
+        """Record a step that was ALREADY taken (a crashed run's journal, replayed on resume):
+        never refused, even past the target; the budget check stops the next step instead."""
+        if entry not in self._entries or entry.mechanism not in (DP_SGD, SUBSAMPLED_GAUSSIAN):
+            raise ValueError("charge_spent() needs a DP-SGD or subsampled-signal entry")
+        self._charge(entry, float(noise_multiplier), float(sample_rate))
 
     def update_parameters(self, entry: LedgerEntry, **parameters: Any) -> LedgerEntry:
         """Add or update parameters of ``entry`` (e.g. a final step count)."""

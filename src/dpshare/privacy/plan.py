@@ -11,6 +11,7 @@ ledger's hard stop guards the rest.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from dpshare.privacy.accounting import (
 SIGNAL_SOURCES = ("dp", "public_validation")
 TRAINING_LENGTHS = ("epochs", "budget")
 TRANSFORMER_FITS = ("dp", "non_private")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,9 +64,30 @@ class PrivacyPlan:
     training_length: str = "epochs"
     budget_steps: int | None = None  # training_length=budget: noisy steps the accountant allows
     capped: bool = False  # budget_max_epochs stopped training before the budget was spent
+    # Secret seed of the releases made before training (transformer statistics, class counts):
+    # drawn per run from OS entropy when checkpoints are on, so that a resumed run reproduces
+    # the SAME releases instead of making new ones (dpshare.checkpoint). Kept in the checkpoint
+    # only, never in a record: with it the releases' noise could be recomputed.
+    release_seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "controller_kwargs"}
+        hidden = ("controller_kwargs", "release_seed")
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
+
+    def release_rng(self, stream: int) -> np.random.Generator:
+        """The generator of a pre-training release: ``noise_seed`` (tests) first, else the
+        secret :attr:`release_seed`, else OS entropy."""
+        if self.noise_seed is None and self.release_seed is not None:
+            return np.random.default_rng([self.release_seed, stream])
+        return self.noise_rng(stream)
+
+    def release_seed_for(self, stream: int) -> int | None:
+        """An integer seed for a pre-training release (None: OS entropy)."""
+        if self.noise_seed is not None:
+            return self.noise_seed + stream
+        if self.release_seed is not None:
+            return int(np.random.default_rng([self.release_seed, stream]).integers(2**62))
+        return None
 
     def noise_rng(self, stream: int) -> np.random.Generator:
         """A numpy generator for DP noise: OS entropy unless ``noise_seed`` is set (tests)."""
@@ -94,7 +118,10 @@ def plan_privacy(
     delta = check_delta(privacy.target_delta)
     target = privacy.target_epsilon
     if target is not None and not (math.isfinite(target) and target > 0):
-        raise UserInputError(f"privacy.target_epsilon must be > 0 (or null), got {target}")
+        raise UserInputError(
+            f"privacy.target_epsilon must be > 0 (or null), got {target}; give a positive "
+            "budget (e.g. privacy.target_epsilon=1.0), or privacy=none for a non-private run"
+        )
     if privacy.transformer_fit not in TRANSFORMER_FITS:
         raise UserInputError(
             f"privacy.transformer_fit={privacy.transformer_fit!r}; choose one of "
@@ -106,7 +133,10 @@ def plan_privacy(
         )
     for key in ("release_noise_multiplier", "signal_noise_multiplier", "max_grad_norm"):
         if not _get(privacy, key) > 0:
-            raise UserInputError(f"privacy.{key} must be > 0, got {_get(privacy, key)}")
+            raise UserInputError(
+                f"privacy.{key} must be > 0, got {_get(privacy, key)}; set a positive number "
+                f"(the default is in conf/privacy/{name}.yaml)"
+            )
     if not 0 < privacy.signal_sample_rate <= 1:
         raise UserInputError(
             f"privacy.signal_sample_rate must be in (0, 1], got {privacy.signal_sample_rate}"
@@ -254,6 +284,37 @@ def plan_privacy(
                 f"privacy.{name}: need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}"
             )
         initial = float(sigma_max)  # noise starts high (Deng 2026 Sec. 3.5; Tao 2020 Sec. 2.4)
+    if target is not None and not calibrated and training_length == "epochs":
+        # a sigma (floor) the user fixed: the ledger's hard stop ends training at the first step
+        # that would pass the budget (a run that can take none fails when it ends, see
+        # dpshare.models.checks.check_trained); say so now, before any work
+        key = "privacy.noise_multiplier" if name == "fixed" else f"privacy.{name}.sigma_min"
+        fit = (
+            max_steps_within_budget(
+                target_epsilon=target,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                noise_multiplier=float(sigma_min),
+                prior_history=planned,
+                max_steps=planned_steps,
+            )
+            if sigma_min > 0
+            else 0
+        )
+        if fit < planned_steps:
+            log.warning(
+                "%s=%g fits only %d of the %d planned noisy steps within privacy.target_epsilon="
+                "%g: training stops %s (raise %s or privacy.target_epsilon, or leave %s null to "
+                "calibrate it)",
+                key,
+                sigma_min,
+                fit,
+                planned_steps,
+                target,
+                "early at the budget" if fit else "before its first step and the run fails",
+                key,
+                key,
+            )
     max_grad_norm = float(privacy.max_grad_norm)
     if name == "wgan_feedback":
         max_grad_norm = float(privacy.wgan_feedback.clip_max)

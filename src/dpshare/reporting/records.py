@@ -30,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 
+from dpshare.errors import UserInputError
+
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 # the config with every interpolation resolved (Hydra's .hydra/config.yaml keeps them as written)
@@ -41,6 +43,37 @@ SCHEMA_FILE = "synthetic_schema.json"
 MODEL_FILE = "model.pt"
 
 
+def prepare_run_dir(run_dir: Path | str) -> Path:
+    """Create ``run_dir`` (and its parents) and check that a file can be written in it; a path
+    under a regular file, a read-only place or a full disk raises
+    :class:`~dpshare.errors.UserInputError` naming the directory and the fix, before any work."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=run_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        blocker = next((p for p in [run_dir, *run_dir.parents] if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder"
+        raise UserInputError(
+            f"cannot write the run record to {run_dir}: {reason}; give a writable folder with "
+            "run_dir=... or output_root=... (or the DPSHARE_OUTPUT environment variable)"
+        ) from exc
+    return run_dir
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +81,8 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes the file owner-only; give it the permissions a plain open() would
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

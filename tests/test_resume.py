@@ -1,0 +1,169 @@
+"""Crash safety of sweeps: a multirun killed mid-way and run again loses no finished point,
+recomputes none, and redoes the interrupted one (records keyed by the resolved-config hash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import PYTHON, TINY, compose_config, subprocess_env
+from dpshare.reporting import index, records
+
+FAST = [
+    *TINY,
+    "scale.max_records=1500",
+    "scale.max_epochs=1",
+    "eval.models=[logistic_regression]",
+    "eval.primary_model=logistic_regression",
+    "eval.fidelity=[]",
+    "eval.attacks=[]",
+    "hydra/launcher=basic",
+]
+
+
+def _sweep(tmp_path: Path, sweep: Path) -> list[str]:
+    return ["-m", *FAST, "seed=0,1,2", f"output_root={tmp_path}", f"hydra.sweep.dir={sweep}"]
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYTHON, "-m", "dpshare.train", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, killed as a whole
+    )
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / records.RUN_FILE).read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_killed_multirun_rerun_keeps_finished_points_and_redoes_the_interrupted_one(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "sweep1"
+    proc = _start(_sweep(tmp_path, first), tmp_path)
+    deadline = time.monotonic() + 400
+    try:  # kill once point 0 is complete and point 1 is training
+        while not (_status(first / "0") == "complete" and _status(first / "1") == "running"):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the sweep did not reach point 1 in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert index.is_complete(first / "0")
+    assert not (first / "1" / records.METRICS_FILE).exists()  # interrupted: no record
+    assert not (first / "2").exists()
+    finished_mtime = (first / "0" / records.METRICS_FILE).stat().st_mtime_ns
+    finished = json.loads((first / "0" / records.METRICS_FILE).read_text())
+
+    # the same command again (Hydra gives it a new sweep directory)
+    second = tmp_path / "sweep2"
+    out = subprocess.run(
+        [PYTHON, "-m", "dpshare.train", *_sweep(tmp_path, second)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    reused = json.loads((second / "0" / records.RUN_FILE).read_text())
+    assert reused["reused_from"] == str((first / "0").resolve())  # not recomputed ...
+    assert json.loads((second / "0" / records.METRICS_FILE).read_text()) == finished
+    assert (first / "0" / records.METRICS_FILE).stat().st_mtime_ns == finished_mtime  # ... kept
+    for point in ("1", "2"):  # the interrupted point and the one never started: computed
+        info = json.loads((second / point / records.RUN_FILE).read_text())
+        assert info["status"] == "complete" and "reused_from" not in info
+        assert index.is_complete(second / point, info["config_hash"])
+    hashes = {json.loads((second / p / records.RUN_FILE).read_text())["config_hash"] for p in "012"}
+    assert len(hashes) == 3  # one per seed
+
+    # a re-run into the FIRST sweep directory completes it in place
+    again = subprocess.run(
+        [PYTHON, "-m", "dpshare.train", *_sweep(tmp_path, first)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (first / "0" / records.METRICS_FILE).stat().st_mtime_ns == finished_mtime
+    for point in ("1", "2"):  # complete in sweep2 already: reused, not recomputed
+        info = json.loads((first / point / records.RUN_FILE).read_text())
+        assert info["reused_from"] == str((second / point).resolve())
+
+
+def test_config_hash_ignores_where_the_record_goes_but_not_what_is_computed(
+    tmp_path: Path,
+) -> None:
+    base = compose_config(TINY, tmp_path / "a")
+    moved = compose_config([*TINY, f"output_root={tmp_path}", "torch_threads=1"], tmp_path / "b")
+    other_seed = compose_config([*TINY, "seed=1"], tmp_path / "a")
+    other_eps = compose_config([*TINY, "privacy=fixed", "privacy.target_epsilon=2"], tmp_path / "a")
+    assert index.config_hash(base) == index.config_hash(moved)
+    assert len({index.config_hash(c) for c in (base, other_seed, other_eps)}) == 3
+    # records made by other code are never reused
+    assert index.config_hash(base, code="0.1+abc") != index.config_hash(base, code="0.1+abd")
+    assert index.code_version().startswith(__import__("dpshare").__version__ + "+")
+
+
+def test_incomplete_or_foreign_records_are_not_reused(tmp_path: Path) -> None:
+    cfg = compose_config(TINY, tmp_path / "run")
+    digest = index.config_hash(cfg)
+    run = tmp_path / "run"
+    run.mkdir()
+    records.write_json(run / records.RUN_FILE, {"status": "running", "config_hash": digest})
+    assert index.find_complete(tmp_path, digest, run) is None  # no metrics.json
+    records.write_json(run / records.METRICS_FILE, {"utility/x": 1.0})
+    assert index.find_complete(tmp_path, digest, run) is None  # status still running
+    records.write_json(run / records.RUN_FILE, {"status": "complete", "config_hash": "other"})
+    assert index.find_complete(tmp_path, digest, run) is None  # another config's record
+    records.write_json(run / records.RUN_FILE, {"status": "complete", "config_hash": digest})
+    assert index.find_complete(tmp_path, digest, tmp_path / "elsewhere") is None  # not indexed
+    index.register_complete(tmp_path, digest, run)
+    assert index.find_complete(tmp_path, digest, tmp_path / "elsewhere") == run.resolve()
+    (run / records.METRICS_FILE).write_text("{truncated")  # a damaged record is not reused
+    assert index.find_complete(tmp_path, digest, tmp_path / "elsewhere") is None
+
+
+def test_bad_skip_completed_value_is_refused(tmp_path: Path) -> None:
+    from dpshare.errors import UserInputError
+    from dpshare.train import train
+
+    cfg = compose_config(TINY, tmp_path / "run")
+    OmegaConf.update(cfg, "skip_completed", "sometimes")
+    with pytest.raises(UserInputError, match="skip_completed='sometimes'; choose one of"):
+        train(cfg)
+
+
+def test_record_writes_are_atomic_and_readable_by_the_team(tmp_path: Path) -> None:
+    path = tmp_path / records.METRICS_FILE
+    records.write_json(path, {"utility/x": 1.0})
+
+    def crash_half_way(tmp: Path) -> None:
+        tmp.write_text('{"utility/x": 2.')  # a crash in the middle of the write
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        records._atomic(path, crash_half_way)
+    assert json.loads(path.read_text()) == {"utility/x": 1.0}  # the old record, intact
+    assert [p.name for p in tmp_path.iterdir()] == [records.METRICS_FILE]  # no temp file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's owner-only 0600
