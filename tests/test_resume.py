@@ -44,6 +44,18 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+def _rerun(tmp_path: Path, sweep: Path) -> None:
+    out = subprocess.run(
+        [PYTHON, "-m", "dpshare.train", *_sweep(tmp_path, sweep)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 def _status(run_dir: Path) -> str | None:
     try:
         return json.loads((run_dir / records.RUN_FILE).read_text())["status"]
@@ -73,15 +85,7 @@ def test_killed_multirun_rerun_keeps_finished_points_and_redoes_the_interrupted_
 
     # the same command again (Hydra gives it a new sweep directory)
     second = tmp_path / "sweep2"
-    out = subprocess.run(
-        [PYTHON, "-m", "dpshare.train", *_sweep(tmp_path, second)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    _rerun(tmp_path, second)
     reused = json.loads((second / "0" / records.RUN_FILE).read_text())
     assert reused["reused_from"] == str((first / "0").resolve())  # not recomputed ...
     assert json.loads((second / "0" / records.METRICS_FILE).read_text()) == finished
@@ -94,15 +98,7 @@ def test_killed_multirun_rerun_keeps_finished_points_and_redoes_the_interrupted_
     assert len(hashes) == 3  # one per seed
 
     # a re-run into the FIRST sweep directory completes it in place
-    again = subprocess.run(
-        [PYTHON, "-m", "dpshare.train", *_sweep(tmp_path, first)],
-        cwd=tmp_path,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    _rerun(tmp_path, first)
     assert (first / "0" / records.METRICS_FILE).stat().st_mtime_ns == finished_mtime
     for point in ("1", "2"):  # complete in sweep2 already: reused, not recomputed
         info = json.loads((first / point / records.RUN_FILE).read_text())
