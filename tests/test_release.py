@@ -289,8 +289,10 @@ def test_an_inconsistent_ledger_refuses(
     assert match in err
 
 
-def _inject_train_rows(run: Path, n_copies: int) -> int:
-    """Replace the first synthetic rows with real train records; returns the table size."""
+def _inject_train_rows(run: Path, n_copies: int, *, as_made_by_the_run: bool = True) -> int:
+    """Replace the first synthetic rows with real train records; returns the table size.
+    ``as_made_by_the_run``: also record the new table's digest in run.json, as if the run had
+    generated those copies itself (else the release sees a table altered after the run)."""
     config = yaml.safe_load((run / records.RESOLVED_CONFIG_FILE).read_text())
     _, splits = load_data(OmegaConf.create(config))
     frame = pd.read_parquet(run / "synthetic.parquet")
@@ -298,7 +300,24 @@ def _inject_train_rows(run: Path, n_copies: int) -> int:
     tampered = pd.concat([copies, frame.iloc[n_copies:]], ignore_index=True)
     tampered = tampered.astype(frame.dtypes.to_dict())
     tampered.to_parquet(run / "synthetic.parquet", index=False)
+    if as_made_by_the_run:
+        digest = records.file_sha256(run / "synthetic.parquet")
+        _edit_json(
+            run / records.RUN_FILE,
+            lambda r: r.__setitem__("artifact_sha256", {"synthetic.parquet": digest}),
+        )
     return len(tampered)
+
+
+def test_a_table_altered_after_the_run_is_refused(
+    dp_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy(dp_run, tmp_path)
+    assert "artifact_sha256" in json.loads((run / records.RUN_FILE).read_text())
+    _inject_train_rows(run, 1, as_made_by_the_run=False)
+    err = _refused(run, tmp_path / "out", capsys, "--max-exact-copy-share", "1")
+    assert "synthetic.parquet in" in err and "changed after the run" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_exact_copies_above_the_threshold_refuse(

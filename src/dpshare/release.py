@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -493,6 +492,19 @@ def load_synthetic(rec: RunRecord) -> tuple[pd.DataFrame, dict[str, Any], Check]
     """Check 7: the synthetic table matches its recorded schema and row count."""
     fix = "the run's synthetic table was altered; release an untouched run, or train again"
     schema = _read_json(rec.run_dir / records.SCHEMA_FILE, what="synthetic_schema.json", fix=fix)
+    recorded = (rec.run.get("artifact_sha256") or {}).get(records.SYNTHETIC_FILE)
+    if recorded is not None:
+        try:
+            now = records.file_sha256(rec.run_dir / records.SYNTHETIC_FILE)
+        except OSError as exc:
+            raise _refuse(
+                f"{records.SYNTHETIC_FILE} in {rec.run_dir} is unreadable ({exc}); {fix}"
+            ) from exc
+        if now != recorded:
+            raise _refuse(
+                f"{records.SYNTHETIC_FILE} in {rec.run_dir} changed after the run (sha256 "
+                f"{now[:12]}... now, {recorded[:12]}... recorded in run.json); {fix}"
+            )
     try:
         frame = pd.read_parquet(rec.run_dir / records.SYNTHETIC_FILE)
     except (OSError, ValueError) as exc:
@@ -674,11 +686,7 @@ def sigma_schedule(view: LedgerView) -> dict[str, Any]:
 
 
 def _file_digest(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": records.file_sha256(path), "bytes": path.stat().st_size}
 
 
 def build_card(

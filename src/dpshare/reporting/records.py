@@ -18,6 +18,7 @@ crash never leaves a half-written record behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -124,6 +125,15 @@ def write_table(frame: pd.DataFrame, run_dir: Path, *, csv: bool) -> dict[str, s
     schema = {c: str(t) for c, t in frame.dtypes.items()}
     write_json(run_dir / SCHEMA_FILE, {"columns": list(frame.columns), "dtypes": schema})
     return schema
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_array(path: Path, array: Any) -> Path:
