@@ -53,3 +53,26 @@ def test_non_private_access_makes_epsilon_infinite() -> None:
     assert record["epsilon_spent"] == "inf"
     assert record["entries"][0]["parameters"] == {"steps": 3}
     assert record["n_non_private_entries"] == 1
+
+
+def test_ledger_entries_round_trip_through_their_saved_form() -> None:
+    from dpshare.privacy.ledger import LedgerEntry, PrivacyLedger
+
+    ledger = PrivacyLedger(target_epsilon=5.0, target_delta=1e-5)
+    ledger.record_gaussian(
+        module="transformer", purpose="stats", records=100, noise_multiplier=20, l2_sensitivity=1
+    )
+    sgd = ledger.open_dp_sgd(
+        module="d", purpose="t", records=100, sample_rate=0.1, poisson_sampling=True
+    )
+    for sigma in (1.0, 1.0, 1.5):
+        ledger.step(sgd, sigma)
+    saved = ledger.to_dict()["entries"]
+    rebuilt = [LedgerEntry.from_dict(e) for e in saved]
+    assert [e.history for e in rebuilt] == [e.history for e in ledger.entries]
+    assert [e.accounting_history() for e in rebuilt] == [
+        e.accounting_history() for e in ledger.entries
+    ]
+    assert rebuilt[1].steps == 3 and rebuilt[1].parameters["sample_rate"] == 0.1
+    with pytest.raises(KeyError):
+        LedgerEntry.from_dict({"module": "d"})

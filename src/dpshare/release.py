@@ -278,15 +278,7 @@ def load_ledger(rec: RunRecord) -> LedgerView:
     entries: list[LedgerEntry] = []
     for i, item in enumerate(record["entries"]):
         try:
-            entry = LedgerEntry(
-                mechanism=str(item["mechanism"]),
-                module=str(item["module"]),
-                purpose=str(item.get("purpose", "")),
-                records=int(item.get("records", 0)),
-                differentially_private=bool(item["differentially_private"]),
-                parameters=dict(item.get("parameters") or {}),
-                history=[[float(r[0]), float(r[1]), int(r[2])] for r in item.get("history") or []],
-            )
+            entry = LedgerEntry.from_dict(item)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise _refuse(
                 f"privacy ledger entry {i} of {rec.run_dir} is unreadable ({exc!r}); {fix}"

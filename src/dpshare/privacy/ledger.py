@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,20 @@ class LedgerEntry:
             self.history[-1][2] += 1
         else:
             self.history.append([float(noise_multiplier), float(sample_rate), 1])
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> LedgerEntry:
+        """An entry of a saved ledger (``privacy_ledger.json``'s ``entries``); raises
+        ``KeyError`` / ``TypeError`` / ``ValueError`` / ``IndexError`` on a malformed one."""
+        return cls(
+            mechanism=str(record["mechanism"]),
+            module=str(record["module"]),
+            purpose=str(record.get("purpose", "")),
+            records=int(record.get("records", 0)),
+            differentially_private=bool(record["differentially_private"]),
+            parameters=dict(record.get("parameters") or {}),
+            history=[[float(r[0]), float(r[1]), int(r[2])] for r in record.get("history") or []],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

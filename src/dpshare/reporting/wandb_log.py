@@ -171,15 +171,7 @@ class _Cursor:
 
 
 def _entry(record: dict[str, Any]) -> LedgerEntry:
-    return LedgerEntry(
-        mechanism=record["mechanism"],
-        module=record["module"],
-        purpose=record.get("purpose", ""),
-        records=int(record.get("records", 0)),
-        differentially_private=bool(record.get("differentially_private", False)),
-        parameters=dict(record.get("parameters") or {}),
-        history=[list(run) for run in record.get("history") or []],
-    )
+    return LedgerEntry.from_dict({"differentially_private": False, **record})
 
 
 def _grid(n_steps: int, max_points: int) -> list[int]:
