@@ -67,6 +67,7 @@ class LedgerJournal:
         for line in replayed:
             self._fh.write(json.dumps(line) + "\n")
         self._fh.flush()
+        self.steps = len(replayed)  # lines in the file
         ledger.add_charge_hook(self._on_charge)
 
     def _on_charge(self, entry: LedgerEntry, noise_multiplier: float, sample_rate: float) -> None:
@@ -80,6 +81,7 @@ class LedgerJournal:
         }
         self._fh.write(json.dumps(line) + "\n")
         self._fh.flush()
+        self.steps += 1
 
     def close(self) -> None:
         if self._fh is not None:
@@ -217,7 +219,7 @@ class EpochCheckpoint(pl.Callback):
             "format": FORMAT,
             "config_hash": self.config_hash,
             "release_seed": self.release_seed,
-            "journaled_steps": len(read_journal(self.journal.path)) if self.journal else 0,
+            "journaled_steps": self.journal.steps if self.journal else 0,
             "counters": {k: int(getattr(pl_module, k)) for k in COUNTERS if hasattr(pl_module, k)},
             "noisy_steps": None if stepper is None else int(stepper.noisy_steps),
         }

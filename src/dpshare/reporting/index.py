@@ -18,6 +18,7 @@ different (equally valid) sample; the reuse keeps the one that was made and char
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +37,10 @@ NOT_HASHED = ("run_dir", "output_root", "torch_threads", "logger", "skip_complet
 SKIP_MODES = ("multirun", "always", "never")
 
 
+@functools.cache
 def code_version() -> str:
-    """``<dpshare version>+<git commit>[+dirty.<digest of uncommitted src/ and conf/ changes>]``."""
+    """``<dpshare version>+<git commit>[+dirty.<digest of uncommitted src/ and conf/ changes>]``,
+    once per process (the code a process runs is the code it imported)."""
     import dpshare
 
     root = Path(dpshare.__file__).resolve().parents[2]
