@@ -79,10 +79,9 @@ def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
         )
     if mode == "never" or (mode == "multirun" and not _in_multirun()):
         return None
-    try:
-        digest = index.config_hash(cfg)
-    except OmegaConfBaseException:
-        return None  # the error surfaces where the value is used
+    digest = _config_hash_or_none(cfg)
+    if digest is None:
+        return None  # an unresolvable config: the error surfaces where the value is used
     source = index.find_complete(Path(cfg.output_root), digest, Path(cfg.run_dir))
     if source is None:
         return None
