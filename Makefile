@@ -7,7 +7,7 @@ SCALE ?= smoke
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow reproduce report audit bench lint format clean
+.PHONY: install test test-random test-slow reproduce report audit bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ install: $(STAMP)
 ## Fast test suite (CPU, no network, a few minutes). CI runs this.
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
+
+## The fast suite in a random order (pytest-randomly; it prints its seed: replay an order with
+## make test-random ARGS=--randomly-seed=N). Verdicts must not depend on test order.
+test-random: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q -p randomly $(ARGS)
 
 ## Slow tests: multiruns and larger end-to-end runs.
 test-slow: $(STAMP)

@@ -358,6 +358,11 @@ def multidisc_builders(
                 f"scale.max_records={max_records}",
                 "scale.max_epochs=200",  # a budget that lasts every timed step
                 f"privacy.grad_sample_mode={mode}",
+                # every variant is built on the SAME DP release of the transformer statistics:
+                # with fresh OS-entropy noise per build, the encoded width (a released
+                # missing-value slot) could differ between variants and the timed batch would
+                # not fit one of them (seen in a shuffled test run); timings do not depend on it
+                "privacy.noise_seed=0",
                 *([f"method.batch_size={batch_size}"] if batch_size else []),
                 *overrides,
             ]
@@ -488,6 +493,11 @@ def dp_wgan_builders(
                 f"scale.max_records={max_records}",
                 "scale.max_epochs=200",
                 f"privacy.grad_sample_mode={mode}",
+                # every variant is built on the SAME DP release of the transformer statistics:
+                # with fresh OS-entropy noise per build, the encoded width (a released
+                # missing-value slot) could differ between variants and the timed batch would
+                # not fit one of them (seen in a shuffled test run); timings do not depend on it
+                "privacy.noise_seed=0",
                 *([f"method.batch_size={batch_size}"] if batch_size else []),
                 *overrides,
             ]

@@ -17,6 +17,18 @@ from dpshare.models import bookkeeping
 from dpshare.models.bookkeeping import BookKeepingLoss, BookKeepingModule
 from dpshare.models.dp_wgan import ImageCritic
 from dpshare.models.multidisc import DiscriminatorCluster
+from numerics import assert_close_f64
+
+
+# Every comparison below runs in float64 (models and inputs in double): the clipped sums hold
+# values up to ~50, where float32 summation-order rounding (thread count, BLAS kernel) reached
+# 2.7e-5 on a fresh clone and a fixed float32 tolerance was a coin toss. In double the two
+# computations agree to ~1e-13 relative, so 1e-9 of the largest magnitude (numerics.py) passes on
+# any machine, while a clip factor off by 0.1 % or a missing clamp fails (checked by breaking
+# bookkeeping.clip_and_sum on purpose).
+def assert_same_sums(expected: list, got: list, rel: float = 1e-9) -> None:
+    for e, g in zip(expected, got, strict=True):
+        assert_close_f64(e, g, rel=rel)
 
 
 def _reference(module: nn.Module, inputs: tuple, weights: torch.Tensor, clip: float) -> list:
@@ -88,9 +100,9 @@ def _cases() -> dict:
         "sequence": (_Sequence, (torch.randint(0, 9, (12, 5)),)),
         "critic": (
             lambda: ImageCritic(n_classes=10, channels=8, norm="group"),
-            (torch.randn(12, 784), torch.randint(0, 10, (12,))),
+            (torch.randn(12, 784, dtype=torch.float64), torch.randint(0, 10, (12,))),
         ),
-        "frozen": (_Frozen, (torch.randn(12, 5) * 4,)),
+        "frozen": (_Frozen, (torch.randn(12, 5, dtype=torch.float64) * 4,)),
     }
 
 
@@ -104,13 +116,12 @@ def test_clipped_sum_equals_the_per_record_definition(
         monkeypatch.setattr(bookkeeping, "INSTANTIATE_BYTES", 0)
     make, inputs = _cases()[case]
     torch.manual_seed(1)
-    model = make()
+    model = make().double()
     twin = copy.deepcopy(model)
-    weights = torch.linspace(-1.0, 1.0, len(inputs[0]))
+    weights = torch.linspace(-1.0, 1.0, len(inputs[0]), dtype=torch.float64)
     expected = _reference(model, inputs, weights, clip)
     got = _bookkeeping(twin, inputs, weights, clip)
-    for e, g in zip(expected, got, strict=True):
-        assert torch.allclose(e, g, atol=1e-5, rtol=1e-4), float((e - g).abs().max())
+    assert_same_sums(expected, got)
 
 
 def test_ghost_path_is_taken_when_the_per_sample_tensor_is_too_big(
@@ -164,13 +175,14 @@ def test_equals_opacus_hooks_on_the_temporal_discriminator_cluster() -> None:
         temporal_kernel=3,
         temporal_channels=4,
         seed=0,
-    )
+    ).double()
     twin = copy.deepcopy(cluster)
     n = 16
-    x = torch.randn(n, 7)
-    c = nn.functional.one_hot(torch.arange(n) % 3, 3).float()
-    s = torch.randn(n, 6, 2)
-    weights = torch.randn(n, 3)
+    f64 = torch.float64
+    x = torch.randn(n, 7, dtype=f64)
+    c = nn.functional.one_hot(torch.arange(n) % 3, 3).to(f64)
+    s = torch.randn(n, 6, 2, dtype=f64)
+    weights = torch.randn(n, 3, dtype=f64)
 
     class Fused(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
@@ -190,8 +202,11 @@ def test_equals_opacus_hooks_on_the_temporal_discriminator_cluster() -> None:
     )
     BookKeepingLoss(wrapped, opt, (weights * wrapped(x, c, s)).sum(1)).backward()
     got = [p.grad for p in twin.parameters()]
-    for e, g in zip(expected, got, strict=True):
-        assert torch.allclose(e, g, atol=1e-6), float((e - g).abs().max())
+    # Opacus (loss_reduction="mean") clips per-sample gradients of the mean loss, i.e. norms
+    # n = 16 times smaller than ours, so the clip factor's +1e-6 stabiliser, C / (norm + 1e-6),
+    # shifts the two factors by up to ~1e-6 / norm relative (measured 7e-8): that, not rounding,
+    # sets this tolerance. A clip factor off by 0.1 % still fails it by 10x.
+    assert_same_sums(expected, got, rel=1e-5)
 
 
 def test_unsupported_layers_are_refused_with_the_alternative() -> None:

@@ -99,12 +99,15 @@ def test_zero_fusion_weight_removes_a_head() -> None:
     with torch.no_grad():  # scramble the zero-weight head: the generator must not notice
         for p in module.discriminator.heads["semantic"].parameters():
             p.add_(torch.randn_like(p) * 5)
-    assert torch.allclose(before, _generator_grad(module), atol=1e-6)
-    # ... while scrambling the weighted head changes the generator's gradient
+    # bit for bit: a head weighted 0 adds exact zeros, whatever the rounding elsewhere
+    assert torch.equal(before, _generator_grad(module))
+    # ... while scrambling the weighted head changes the generator's gradient (by far more
+    # than any rounding: a relative change above 1 %)
     with torch.no_grad():
         for p in module.discriminator.heads["statistical"].parameters():
             p.add_(torch.randn_like(p) * 5)
-    assert not torch.allclose(before, _generator_grad(module), atol=1e-6)
+    change = float((before - _generator_grad(module)).abs().max())
+    assert change > 0.01 * float(before.abs().max())
 
 
 def test_fusion_weights_normalised_and_validated() -> None:
