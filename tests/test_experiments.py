@@ -296,19 +296,49 @@ def test_report_cli_refuses_a_missing_records_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_claims_compare_means_and_say_when_intervals_overlap() -> None:
+def test_claims_judge_with_intervals_and_call_overlaps_inconclusive() -> None:
     from dpshare.report import Record, compare_claim
 
     def rec(value: float) -> Record:
         return Record(Path("."), {}, {}, {"m": value})
 
     spec = {"id": "c", "text": "a beats b", "metric": "m", "better": "higher", "a": "a", "b": "b"}
+    # a's mean is higher, but the 95% intervals overlap: the data cannot tell
     close = compare_claim(spec, {"a": [rec(0.6), rec(0.5)], "b": [rec(0.55), rec(0.5)]}, "s")
-    assert close.status == "holds" and "overlap" in close.evidence
+    assert close.status == "inconclusive" and "overlap" in close.evidence
+    apart = {"a": [rec(0.70), rec(0.71), rec(0.72)], "b": [rec(0.60), rec(0.61), rec(0.62)]}
+    assert compare_claim(spec, apart, "s").status == "holds"
     spec["better"] = "lower"
-    assert compare_claim(spec, {"a": [rec(0.6)], "b": [rec(0.5)]}, "s").status == "does not hold"
+    assert compare_claim(spec, apart, "s").status == "does not hold"
+    # one seed each: no interval, so no verdict
+    one = compare_claim(spec, {"a": [rec(0.6)], "b": [rec(0.5)]}, "s")
+    assert one.status == "inconclusive" and "one seed" in one.evidence
     assert compare_claim(spec, {"a": [rec(0.6)]}, "s").status == "not run"
     assert math.isinf(Record(Path("."), {}, {}, {"m": "inf"}).metric("m") or 0)
+
+
+def test_trend_and_level_claims_need_separated_intervals() -> None:
+    from dpshare.report import monotone_claim, near_paper_claim
+    from dpshare.reporting.stats import summarize
+
+    spec = {"id": "t", "text": "rises", "direction": "increases"}
+    rising = [(x, summarize([0.1 * x, 0.1 * x + 0.01, 0.1 * x - 0.01])) for x in (1, 2, 3, 4)]
+    assert monotone_claim(spec, rising, "s").status == "holds"
+    falling = [(x, s) for x, (_, s) in zip((1, 2, 3, 4), reversed(rising), strict=True)]
+    assert monotone_claim(spec, falling, "s").status == "does not hold"
+    # means that happen to rise inside wide, overlapping intervals: inconclusive
+    noisy = [(x, summarize([0.5 + 0.01 * x, 0.3, 0.7])) for x in (1, 2, 3, 4)]
+    assert monotone_claim(spec, noisy, "s").status == "inconclusive"
+    flat_one_seed = [(x, summarize([0.1 * x])) for x in (1, 2, 3)]
+    assert monotone_claim(spec, flat_one_seed, "s").status == "inconclusive"
+    assert monotone_claim(spec, rising[:2], "s").status == "not run"
+
+    level = {"id": "l", "text": "near", "tolerance": 0.05}
+    tight = summarize([0.90, 0.905, 0.91])
+    assert near_paper_claim(level, [("p", 0.90, tight)], "s").status == "holds"
+    assert near_paper_claim(level, [("p", 0.70, tight)], "s").status == "does not hold"
+    wide = summarize([0.80, 0.90, 1.0])  # mean on the paper's value, interval past the tolerance
+    assert near_paper_claim(level, [("p", 0.90, wide)], "s").status == "inconclusive"
 
 
 # --------------------------------------------------------------- every experiment as a multirun

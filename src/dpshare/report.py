@@ -5,7 +5,8 @@ Reads the run records under a records root (``outputs/`` by default: ``runs/`` a
 ``experiments/<paper>/reported.yaml``; writes, per scale, Markdown + CSV + LaTeX tables and PNG
 figures under ``results/<paper>/<scale>/`` and an index ``results/README.md``. Each table puts the
 paper's value beside our mean and 95% Student-t interval over seeds and the difference; each
-claim of ``reported.yaml`` is marked "holds", "does not hold" or "not run". A sweep point with
+claim of ``reported.yaml`` is marked "holds", "does not hold", "inconclusive" (the 95%
+intervals over seeds cannot separate the compared means) or "not run". A sweep point with
 no record, or whose run failed (e.g. a sigma too small for one step within epsilon), is listed as
 "not run" with the reason instead of breaking the report.
 
@@ -39,7 +40,7 @@ log = logging.getLogger("dpshare.report")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
-SCALES = ("smoke", "paper")
+SCALES = ("smoke", "cpu", "paper")
 # a paper's swept parameter -> the config key that holds it
 PARAMETERS = {
     "epsilon": "privacy.target_epsilon",
@@ -232,6 +233,15 @@ def expected_grid(experiment: str, scale: str) -> dict[str, list[Any]]:
         if key == "seed":
             continue
         grid[str(key)] = [_parse(v) for v in str(value).split(",")]
+    # budget snapshots (privacy.snapshots): more epsilon / delta points of every swept run
+    snapshots = list(cfg.privacy.get("snapshots") or [])
+    if snapshots:
+        for key in ("target_epsilon", "target_delta"):
+            own = grid.get(f"privacy.{key}", [cfg.privacy.get(key)])
+            values = {float(v) for v in own if v is not None}
+            values |= {float(s.get(key, cfg.privacy.get(key))) for s in snapshots}
+            if len(values) > 1:
+                grid[f"privacy.{key}"] = sorted(values)
     return grid
 
 
@@ -360,43 +370,94 @@ class Claim:
     id: str
     text: str
     source: str
-    status: str  # holds | does not hold | not run
+    status: str  # holds | does not hold | inconclusive | not run
     evidence: str
 
 
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+
+
+def _has_interval(summary: SeedSummary) -> bool:
+    return summary.n >= 2 and summary.ci == summary.ci and not math.isinf(summary.mean)
+
+
+def _order(a: SeedSummary, b: SeedSummary) -> int:
+    """+1 when ``a``'s 95% interval lies wholly above ``b``'s, -1 wholly below, 0 when they
+    overlap or either has no interval (one seed)."""
+    if not (_has_interval(a) and _has_interval(b)):
+        return 0
+    if a.low > b.high:
+        return 1
+    if a.high < b.low:
+        return -1
+    return 0
+
+
+def _interval_note(*summaries: SeedSummary) -> str:
+    if any(not _has_interval(s) for s in summaries):
+        return "a point with fewer than 2 seeds has no interval"
+    return "95% t-intervals over seeds"
+
+
 def compare_claim(spec: dict[str, Any], groups: dict[str, list[Record]], source: str) -> Claim:
-    """``a`` beats ``b`` on ``metric`` (``better``: higher | lower), by the means over seeds."""
+    """``a`` beats ``b`` on ``metric`` (``better``: higher | lower): "holds" when their 95%
+    intervals over seeds are disjoint in that order, "does not hold" when disjoint the other
+    way, "inconclusive" when they overlap (or a side has one seed)."""
     a, b = groups.get(spec["a"], []), groups.get(spec["b"], [])
     sa, sb = summarize(_values(a, spec["metric"])), summarize(_values(b, spec["metric"]))
     if sa.n == 0 or sb.n == 0:
         missing = [k for k, s in ((spec["a"], sa), (spec["b"], sb)) if s.n == 0]
         return Claim(spec["id"], spec["text"], source, NOT_RUN, f"no record for {missing}")
     higher = spec.get("better", "higher") == "higher"
-    holds = sa.mean > sb.mean if higher else sa.mean < sb.mean
+    order = _order(sa, sb) * (1 if higher else -1)
+    status = HOLDS if order > 0 else FAILS if order < 0 else INCONCLUSIVE
     overlap = (
-        "one seed each, no interval"
-        if sa.ci != sa.ci or sb.ci != sb.ci
-        else (
-            "95% intervals overlap"
-            if sa.low <= sb.high and sb.low <= sa.high
-            else "95% intervals disjoint"
-        )
+        "one seed, no interval"
+        if not (_has_interval(sa) and _has_interval(sb))
+        else ("95% intervals disjoint" if _order(sa, sb) else "95% intervals overlap")
     )
     evidence = (
         f"{spec['metric']}: {spec['a']} {fmt(sa)} vs {spec['b']} {fmt(sb)} (n = {sa.n}, {sb.n}; "
         f"{overlap})"
     )
-    return Claim(spec["id"], spec["text"], source, "holds" if holds else "does not hold", evidence)
+    return Claim(spec["id"], spec["text"], source, status, evidence)
+
+
+def trend_verdict(points: Sequence[tuple[float, SeedSummary]], sign: int) -> tuple[str, str]:
+    """The verdict on "the mean moves with the parameter in direction ``sign``" (+1 up, -1
+    down) over ``points`` sorted by parameter: "holds" when the means are monotone enough
+    (Spearman rho of the means with the parameter has that sign, |rho| >= 0.8) AND the first
+    and last points' 95% intervals are disjoint in that direction; "does not hold" when they are
+    disjoint the other way; otherwise "inconclusive" (the data cannot tell a trend from noise).
+    Returns (verdict, evidence)."""
+    from scipy.stats import spearmanr
+
+    run = sorted((x, s) for x, s in points if s.n > 0)
+    first, last = run[0][1], run[-1][1]
+    means = [s.mean for _, s in run]
+    varies = len(set(means)) > 1
+    rho = float(spearmanr([x for x, _ in run], means).statistic) if varies else 0.0
+    ends = _order(last, first) * sign
+    if ends > 0 and sign * rho >= 0.8:
+        status = HOLDS
+    elif ends < 0:
+        status = FAILS
+    else:
+        status = INCONCLUSIVE
+    evidence = (
+        f"Spearman rho {rho:+.2f} over {len(run)} points; first vs last "
+        f"{'disjoint' if _order(last, first) else 'overlapping or without interval'} "
+        f"({_interval_note(first, last)}): " + ", ".join(f"{x:g} -> {fmt(s)}" for x, s in run)
+    )
+    return status, evidence
 
 
 def monotone_claim(
     spec: dict[str, Any], points: Sequence[tuple[float, SeedSummary]], source: str
 ) -> Claim:
-    """The point means move in ``direction`` as the parameter grows: Spearman rho of the means
-    with the parameter has that sign and |rho| >= 0.8 (needs 3 or more points)."""
-    from scipy.stats import spearmanr
-
-    run = [(x, s.mean) for x, s in points if s.n > 0]
+    """The mean moves in ``direction`` as the parameter grows (:func:`trend_verdict`; needs 3
+    or more points)."""
+    run = [(x, s) for x, s in points if s.n > 0]
     if len(run) < 3:
         return Claim(
             spec["id"],
@@ -405,29 +466,38 @@ def monotone_claim(
             NOT_RUN,
             f"{len(run)} point(s) measured; a trend needs at least 3",
         )
-    rho = float(spearmanr([x for x, _ in run], [y for _, y in run]).statistic)
     sign = 1 if spec.get("direction", "increases") == "increases" else -1
-    holds = rho == rho and sign * rho >= 0.8
-    evidence = f"Spearman rho {rho:+.2f} over {len(run)} points: " + ", ".join(
-        f"{x:g} -> {y:.3f}" for x, y in run
-    )
-    return Claim(spec["id"], spec["text"], source, "holds" if holds else "does not hold", evidence)
+    status, evidence = trend_verdict(run, sign)
+    return Claim(spec["id"], spec["text"], source, status, evidence)
 
 
 def near_paper_claim(
     spec: dict[str, Any], pairs: Sequence[tuple[str, float, SeedSummary]], source: str
 ) -> Claim:
-    """Our mean is within ``tolerance`` of the paper's value at every reported point we ran."""
+    """Our mean is within ``tolerance`` of the paper's value at every reported point we ran:
+    "holds" when every point's 95% interval lies inside paper +- tolerance, "does not hold" when
+    some point's interval lies wholly outside it, else "inconclusive"."""
     tol = float(spec.get("tolerance", 0.05))
     run = [(label, paper, s) for label, paper, s in pairs if s.n > 0]
     if not run:
         return Claim(spec["id"], spec["text"], source, NOT_RUN, "no reported point was run")
     worst = max(abs(s.mean - paper) for _, paper, s in run)
-    evidence = "; ".join(
-        f"{label}: ours {s.mean:.3f} vs paper {paper:.4f}" for label, paper, s in run
+    inside = all(
+        _has_interval(s) and paper - tol <= s.low and s.high <= paper + tol for _, paper, s in run
     )
-    status = "holds" if worst <= tol else "does not hold"
-    return Claim(spec["id"], spec["text"], source, status, f"largest gap {worst:.3f}: {evidence}")
+    outside = any(
+        _has_interval(s) and (s.high < paper - tol or s.low > paper + tol) for _, paper, s in run
+    )
+    status = FAILS if outside else HOLDS if inside else INCONCLUSIVE
+    evidence = "; ".join(f"{label}: ours {fmt(s)} vs paper {paper:.4f}" for label, paper, s in run)
+    note = _interval_note(*(s for _, _, s in run))
+    return Claim(
+        spec["id"],
+        spec["text"],
+        source,
+        status,
+        f"largest gap of the means {worst:.3f}, tolerance {tol:g} ({note}): {evidence}",
+    )
 
 
 # --------------------------------------------------------------------------------- Tao 2020
@@ -982,13 +1052,22 @@ def _three_point_claim(
 ) -> Claim:
     """Strict direction over the (few) stages: every step between consecutive sigmas moves the
     mean the stated way."""
-    run = sorted((x, s.mean) for x, s in points if s.n > 0)
+    run = sorted(((x, s) for x, s in points if s.n > 0), key=lambda p: p[0])
     if len(run) < 2:
         return Claim(spec["id"], spec["text"], source, NOT_RUN, f"{len(run)} stage(s) measured")
     sign = 1 if spec["direction"] == "increases" else -1
-    holds = all(sign * (b[1] - a[1]) > 0 for a, b in zip(run, run[1:], strict=False))
-    evidence = "by sigma: " + ", ".join(f"{x:g} -> {y:.3f}" for x, y in run)
-    return Claim(spec["id"], spec["text"], source, "holds" if holds else "does not hold", evidence)
+    steps = [_order(b, a) * sign for (_, a), (_, b) in zip(run, run[1:], strict=False)]
+    if all(step > 0 for step in steps):
+        status = HOLDS  # every consecutive stage moves the stated way, intervals disjoint
+    elif any(step < 0 for step in steps):
+        status = FAILS  # some stage moves the other way beyond its interval
+    else:
+        status = INCONCLUSIVE
+    evidence = (
+        f"by sigma ({_interval_note(*(s for _, s in run))}; a step counts when consecutive "
+        "intervals are disjoint): " + ", ".join(f"{x:g} -> {fmt(s)}" for x, s in run)
+    )
+    return Claim(spec["id"], spec["text"], source, status, evidence)
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -7,6 +7,7 @@ metrics dict (lightning-hydra-template's shape), so tests call ``train(cfg)`` di
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -42,6 +43,7 @@ from dpshare.privacy import BudgetExceededError, PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
 from dpshare.reporting import index, records
+from dpshare.snapshots import SNAPSHOT_DIR, CapturedSnapshot, SnapshotCapture
 
 log = logging.getLogger("dpshare.train")
 
@@ -197,6 +199,7 @@ def train_method(
             callbacks=[saver],
         )
         distributed.check_trainer(trainer, private=plan is not None, seed=cfg.seed)
+        capture = _snapshot_capture(cfg, method, ledger, plan, trainer)
         t0 = time.perf_counter()
         method.fit(trainer)
         fit_seconds = time.perf_counter() - t0
@@ -204,123 +207,36 @@ def train_method(
             status = "success"
             return {}, method
 
-        t0 = time.perf_counter()
-        synthetic: pd.DataFrame | None = None
-        if isinstance(method, ReleasedModelMethod):  # the artifact is the model itself
-            sample_seconds = 0.0
-        else:
-            n_synthetic = cfg.method.sample_size or datamodule.n_train
-            generation = {
-                key: OmegaConf.to_container(cfg.method[key], resolve=True)
-                for key in ("class_mix", "conditions")
-                if cfg.method.get(key)
-            }
-            synthetic = method.sample(n_synthetic, seed=cfg.seed, **generation)
-            sample_seconds = time.perf_counter() - t0
-            records.write_table(synthetic, run_dir, csv=cfg.save_synthetic_csv)
-            # the release gate checks that the table it exports is the one this run made
-            run_info["artifact_sha256"] = {
-                records.SYNTHETIC_FILE: records.file_sha256(run_dir / records.SYNTHETIC_FILE)
-            }
-        for name, array in method.artifacts().items():
-            records.write_array(run_dir / f"{name}.npy", array)
-        records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
-
-        t0 = time.perf_counter()
-        eval_kwargs: dict[str, Any] = dict(
-            real_train=splits.train,
-            real_test=splits.test,
-            target=data.target,
-            positive_label=data.positive_label,
-            models=list(cfg.eval.models),
-            primary_model=cfg.eval.primary_model,
-            trtr=cfg.eval.trtr,
-            max_train_rows=cfg.eval.max_train_rows,
-            seed=cfg.eval.seed,
-            cache_dir=default_cache_dir() if cfg.eval.trtr_cache else None,
+        timings = {
+            "runtime/data_seconds": data_seconds,
+            "runtime/fit_seconds": fit_seconds,
+        }
+        metrics = release_and_evaluate(
+            cfg,
+            run_dir,
+            method=method,
+            datamodule=datamodule,
+            data=data,
+            splits=splits,
+            ledger=ledger,
+            plan=plan,
+            run_info=run_info,
+            timings=timings,
+            started=started,
         )
-        metrics: dict[str, Any]
-        if synthetic is None:
-            assert isinstance(method, ReleasedModelMethod)
-            metrics = evaluate_released_model(
-                predict_proba=method.predict_proba, model_classes=method.classes, **eval_kwargs
+        if capture is not None:
+            run_info["snapshots"] = write_snapshots(
+                cfg,
+                run_dir,
+                capture.finish(int(method.module.discriminator_updates)),
+                method=method,
+                datamodule=datamodule,
+                data=data,
+                splits=splits,
+                plan=plan,
+                run_info=run_info,
+                timings=timings,
             )
-        else:
-            metrics = evaluate_utility(synthetic=synthetic, **eval_kwargs)
-        eval_seconds = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        if synthetic is not None and cfg.eval.fidelity:
-            metrics.update(
-                evaluate_fidelity(
-                    synthetic=synthetic,
-                    real_train=splits.train,
-                    real_test=splits.test,
-                    target=data.target,
-                    names=list(cfg.eval.fidelity),
-                    max_rows=cfg.eval.fidelity_max_rows,
-                    prdc_k=cfg.eval.prdc_k,
-                    seed=cfg.eval.seed,
-                    feature_net=cfg.eval.feature_net,
-                )
-            )
-        fidelity_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if cfg.eval.attacks:
-            # the attacker's population: the reference split, else the validation split
-            reference = splits.reference if len(splits.reference) else splits.validation
-            released = isinstance(method, ReleasedModelMethod)
-            metrics.update(
-                evaluate_attacks(
-                    names=list(cfg.eval.attacks),
-                    real_train=splits.train,
-                    real_test=splits.test,
-                    reference=reference,
-                    target=data.target,
-                    positive_label=data.positive_label,
-                    synthetic=synthetic,
-                    predict_proba=method.predict_proba if released else None,
-                    model_classes=method.classes if released else None,
-                    released_surrogate=method.attack_surrogate if released else None,
-                    attack_model=cfg.eval.attack_model,
-                    n_targets=cfg.eval.attack_targets,
-                    params=OmegaConf.to_container(cfg.eval.attack_params, resolve=True),
-                    seed=cfg.eval.seed,
-                )
-            )
-            metrics["attack/reference_split"] = (
-                "reference" if len(splits.reference) else "validation"
-            )
-        attack_seconds = time.perf_counter() - t0
-
-        target = data.target
-        metrics.update(privacy_metrics(ledger, plan))
-        metrics.update(
-            {
-                "data/n_train": len(splits.train),
-                "data/n_validation": len(splits.validation),
-                "data/n_test": len(splits.test),
-                "data/n_synthetic": 0 if synthetic is None else len(synthetic),
-                "data/n_features": len(data.feature_columns),
-                "data/encoded_dim": datamodule.transformer.output_dim,
-                "data/positive_rate_train": float(
-                    (splits.train[target] == data.positive_label).mean()
-                ),
-                "data/positive_rate_synthetic": None
-                if synthetic is None
-                else float((synthetic[target] == data.positive_label).mean()),
-                "data/artifact": "model" if synthetic is None else "synthetic",
-                "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
-                "train/generator_steps": getattr(method.module, "generator_updates", 0),
-                "runtime/data_seconds": data_seconds,
-                "runtime/fit_seconds": fit_seconds,
-                "runtime/sample_seconds": sample_seconds,
-                "runtime/eval_seconds": eval_seconds,
-                "runtime/fidelity_seconds": fidelity_seconds,
-                "runtime/attack_seconds": attack_seconds,
-                "runtime/total_seconds": time.time() - started,
-            }
-        )
         ledger_record = ledger.to_dict()
         if plan is not None:
             ledger_record["plan"] = plan.to_dict()
@@ -349,6 +265,265 @@ def train_method(
         if journal is not None:
             journal.close()
         finish_loggers(loggers, status)
+
+
+def release_and_evaluate(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    method: SyntheticDataMethod | ReleasedModelMethod,
+    datamodule: TabularDataModule,
+    data: TabularData,
+    splits: DataSplits,
+    ledger: PrivacyLedger,
+    plan: PrivacyPlan | None,
+    run_info: dict[str, Any],
+    timings: dict[str, float],
+    started: float,
+) -> dict[str, Any]:
+    """The release of a trained method and its evaluation, into ``run_dir``: the synthetic
+    table (or the model), artifacts, weights, then utility, fidelity and attacks, and the
+    privacy keys of ``ledger``. Returns the metrics (not yet written: ``metrics.json`` marks
+    completion and is the caller's last write). The run and each budget snapshot go through
+    this same function."""
+    t0 = time.perf_counter()
+    synthetic: pd.DataFrame | None = None
+    if isinstance(method, ReleasedModelMethod):  # the artifact is the model itself
+        sample_seconds = 0.0
+    else:
+        n_synthetic = cfg.method.sample_size or datamodule.n_train
+        generation = {
+            key: OmegaConf.to_container(cfg.method[key], resolve=True)
+            for key in ("class_mix", "conditions")
+            if cfg.method.get(key)
+        }
+        synthetic = method.sample(n_synthetic, seed=cfg.seed, **generation)
+        sample_seconds = time.perf_counter() - t0
+        records.write_table(synthetic, run_dir, csv=cfg.save_synthetic_csv)
+        # the release gate checks that the table it exports is the one this run made
+        run_info["artifact_sha256"] = {
+            records.SYNTHETIC_FILE: records.file_sha256(run_dir / records.SYNTHETIC_FILE)
+        }
+    for name, array in method.artifacts().items():
+        records.write_array(run_dir / f"{name}.npy", array)
+    records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
+
+    t0 = time.perf_counter()
+    eval_kwargs: dict[str, Any] = dict(
+        real_train=splits.train,
+        real_test=splits.test,
+        target=data.target,
+        positive_label=data.positive_label,
+        models=list(cfg.eval.models),
+        primary_model=cfg.eval.primary_model,
+        trtr=cfg.eval.trtr,
+        max_train_rows=cfg.eval.max_train_rows,
+        seed=cfg.eval.seed,
+        cache_dir=default_cache_dir() if cfg.eval.trtr_cache else None,
+    )
+    metrics: dict[str, Any]
+    if synthetic is None:
+        assert isinstance(method, ReleasedModelMethod)
+        metrics = evaluate_released_model(
+            predict_proba=method.predict_proba, model_classes=method.classes, **eval_kwargs
+        )
+    else:
+        metrics = evaluate_utility(synthetic=synthetic, **eval_kwargs)
+    eval_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if synthetic is not None and cfg.eval.fidelity:
+        metrics.update(
+            evaluate_fidelity(
+                synthetic=synthetic,
+                real_train=splits.train,
+                real_test=splits.test,
+                target=data.target,
+                names=list(cfg.eval.fidelity),
+                max_rows=cfg.eval.fidelity_max_rows,
+                prdc_k=cfg.eval.prdc_k,
+                seed=cfg.eval.seed,
+                feature_net=cfg.eval.feature_net,
+            )
+        )
+    fidelity_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if cfg.eval.attacks:
+        # the attacker's population: the reference split, else the validation split
+        reference = splits.reference if len(splits.reference) else splits.validation
+        released = isinstance(method, ReleasedModelMethod)
+        metrics.update(
+            evaluate_attacks(
+                names=list(cfg.eval.attacks),
+                real_train=splits.train,
+                real_test=splits.test,
+                reference=reference,
+                target=data.target,
+                positive_label=data.positive_label,
+                synthetic=synthetic,
+                predict_proba=method.predict_proba if released else None,
+                model_classes=method.classes if released else None,
+                released_surrogate=method.attack_surrogate if released else None,
+                attack_model=cfg.eval.attack_model,
+                n_targets=cfg.eval.attack_targets,
+                params=OmegaConf.to_container(cfg.eval.attack_params, resolve=True),
+                seed=cfg.eval.seed,
+            )
+        )
+        metrics["attack/reference_split"] = "reference" if len(splits.reference) else "validation"
+    attack_seconds = time.perf_counter() - t0
+
+    target = data.target
+    metrics.update(privacy_metrics(ledger, plan))
+    metrics.update(
+        {
+            "data/n_train": len(splits.train),
+            "data/n_validation": len(splits.validation),
+            "data/n_test": len(splits.test),
+            "data/n_synthetic": 0 if synthetic is None else len(synthetic),
+            "data/n_features": len(data.feature_columns),
+            "data/encoded_dim": datamodule.transformer.output_dim,
+            "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
+            "data/positive_rate_synthetic": None
+            if synthetic is None
+            else float((synthetic[target] == data.positive_label).mean()),
+            "data/artifact": "model" if synthetic is None else "synthetic",
+            "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
+            "train/generator_steps": getattr(method.module, "generator_updates", 0),
+            **timings,
+            "runtime/sample_seconds": sample_seconds,
+            "runtime/eval_seconds": eval_seconds,
+            "runtime/fidelity_seconds": fidelity_seconds,
+            "runtime/attack_seconds": attack_seconds,
+            "runtime/total_seconds": time.time() - started,
+        }
+    )
+    return metrics
+
+
+def _snapshot_capture(
+    cfg: DictConfig,
+    method: Any,
+    ledger: PrivacyLedger,
+    plan: PrivacyPlan | None,
+    trainer: pl.Trainer,
+) -> SnapshotCapture | None:
+    """The callback that captures ``privacy.snapshots`` during training (None without any)."""
+    if plan is None or not plan.snapshots:
+        return None
+    if cfg.get("resume"):
+        raise UserInputError(
+            "privacy.snapshots with resume=: the snapshots before the crash were not kept; "
+            "rerun the point without resume= (or drop privacy.snapshots)"
+        )
+    if not isinstance(method, SyntheticDataMethod):
+        raise UserInputError(
+            f"privacy.snapshots needs a generator method; method={cfg.method.name} releases a model"
+        )
+    method.snapshot_state()  # a method that cannot snapshot says so before any training
+    capture = SnapshotCapture(method, ledger, plan.snapshots)
+    trainer.callbacks.append(capture)
+    return capture
+
+
+def write_snapshots(
+    cfg: DictConfig,
+    run_dir: Path,
+    captured: list[CapturedSnapshot],
+    *,
+    method: SyntheticDataMethod | ReleasedModelMethod,
+    datamodule: TabularDataModule,
+    data: TabularData,
+    splits: DataSplits,
+    plan: PrivacyPlan | None,
+    run_info: dict[str, Any],
+    timings: dict[str, float],
+) -> list[dict[str, Any]]:
+    """One complete run record per captured budget snapshot, under
+    ``<run_dir>/snapshots/<eps..._delta...>/`` (:mod:`dpshare.snapshots`); a snapshot that
+    fails leaves a failed record with its reason. The method's final weights are restored."""
+    assert isinstance(method, SyntheticDataMethod) and plan is not None
+    final_state = method.snapshot_state()
+    summary: list[dict[str, Any]] = []
+    try:
+        for item in captured:
+            snap = item.snapshot
+            snap_dir = records.prepare_run_dir(run_dir / SNAPSHOT_DIR / snap.name)
+            snap_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+            snap_cfg.privacy.target_epsilon = snap.target_epsilon
+            snap_cfg.privacy.target_delta = snap.target_delta
+            snap_cfg.privacy.snapshots = []
+            snap_cfg.run_dir = str(snap_dir)
+            text = OmegaConf.to_yaml(snap_cfg)
+            hydra_file = snap_dir / ".hydra" / "config.yaml"
+            for path in (snap_dir / records.RESOLVED_CONFIG_FILE, hydra_file):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                records._atomic(path, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+            info = {
+                key: value
+                for key, value in run_info.items()
+                if key not in ("snapshots", "artifact_sha256", "status", "finished_at")
+            }
+            info.update(
+                status="running",
+                snapshot_of=str(Path(run_dir).resolve()),
+                snapshot={**snap.__dict__, "noisy_steps": item.noisy_steps},
+                config_hash=_config_hash_or_none(snap_cfg),
+            )
+            started = time.time()
+            try:
+                if item.error is not None:
+                    raise UserInputError(item.error)
+                assert item.state is not None and item.ledger is not None
+                method.load_snapshot_state(item.state)
+                snap_plan = dataclasses.replace(
+                    plan,
+                    budget_steps=snap.budget_steps,
+                    planned_steps=snap.steps,
+                    capped=snap.capped or item.stopped_early,
+                    snapshots=[],
+                )
+                metrics = release_and_evaluate(
+                    snap_cfg,
+                    snap_dir,
+                    method=method,
+                    datamodule=datamodule,
+                    data=data,
+                    splits=splits,
+                    ledger=item.ledger,
+                    plan=snap_plan,
+                    run_info=info,
+                    timings={**timings, "runtime/fit_seconds": 0.0},
+                    started=started,
+                )
+                metrics["privacy/snapshot"] = 1
+                ledger_record = item.ledger.to_dict()
+                ledger_record["plan"] = snap_plan.to_dict()
+                records.write_json(snap_dir / records.LEDGER_FILE, ledger_record)
+                records.write_json(snap_dir / records.METRICS_FILE, metrics)
+                info.update(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                records.write_json(snap_dir / records.RUN_FILE, info)
+                summary.append(
+                    {
+                        "name": snap.name,
+                        "status": "complete",
+                        "noisy_steps": item.noisy_steps,
+                        "epsilon_spent": metrics["privacy/epsilon_spent"],
+                    }
+                )
+            except Exception as exc:  # the run itself stands; the snapshot says why it failed
+                log.error("snapshot %s failed: %s", snap.name, exc)
+                info.update(
+                    status="failed",
+                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(limit=20),
+                )
+                records.write_json(snap_dir / records.RUN_FILE, info)
+                summary.append({"name": snap.name, "status": "failed", "error": info["error"]})
+    finally:
+        method.load_snapshot_state(final_state)
+    return summary
 
 
 def _checkpoint_every(cfg: DictConfig) -> int:

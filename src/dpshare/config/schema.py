@@ -119,8 +119,11 @@ class DPWGANConfig:
     latent_dim: int = 100
     embedding_dim: int = 10  # generator's label embedding
     generator_channels: int = 32  # c: dense -> 2c x 7 x 7 -> c x 14 x 14 -> 1 x 28 x 28
-    critic_channels: int = 32  # c: conv -> c x 14 x 14 -> 2c x 7 x 7
-    critic_norm: str = "group"  # group | layer | none (never BatchNorm)
+    critic: str = "conv"  # conv | mlp (a cheaper critic: docs/dp_wgan.md)
+    critic_channels: int = 32  # conv: c: conv -> c x 14 x 14 -> 2c x 7 x 7
+    critic_hidden: list[int] = field(default_factory=lambda: [512, 256])  # mlp: hidden widths
+    critic_norm: str = "group"  # conv: group | layer | none (never BatchNorm)
+    loss: str = "wasserstein"  # wasserstein (Tao 2020) | logistic (non-saturating, Bie 2023)
     optimizer: str = "rmsprop"  # rmsprop | adam | sgd (both networks)
     generator_lr: float = 5e-5
     critic_lr: float = 5e-5
@@ -128,6 +131,7 @@ class DPWGANConfig:
     batch_size: int = 64  # expected real images per critic step (Poisson under DP)
     n_critic: int = 5  # critic steps per generator step
     weight_clip: float | None = 0.01  # critic parameters clamped to +-weight_clip
+    generator_ema: float | None = None  # decay of an EMA of the generator weights, sampled from
     gradient_penalty: float = 0.0  # WGAN-GP weight; non-private runs only
     continuous_mode: str = "standard"  # unused: pixels are scaled by their public bounds
     sample_size: int | None = None  # synthetic images; None = size of the real train split
@@ -216,6 +220,11 @@ class DPConfig(PrivacyConfig):
     # stopped training before the budget was spent).
     training_length: str = "epochs"
     budget_max_epochs: int | None = None
+    # training_length=budget only: more (target_epsilon, target_delta) points released from the
+    # SAME noisy trajectory, each the model after the steps its own budget allows, with its own
+    # run record and ledger (docs/privacy.md "Budget snapshots"); e.g. [{target_epsilon: 0.5},
+    # {target_epsilon: 2, target_delta: 1.0e-4}] (a missing delta is the run's target_delta)
+    snapshots: list[Any] = field(default_factory=list)
     # Seed of every DP noise draw (DP-SGD, releases, signals). None (default): fresh OS entropy,
     # so the noise cannot be regenerated from the saved config; set it only for tests.
     noise_seed: int | None = None
@@ -363,8 +372,10 @@ class LoggerConfig:
 
 @dataclass
 class ScaleConfig:
-    """How big a run is. ``smoke``: minutes on a 2-core CPU (CI, first contact). ``paper``: the
-    papers' sizes (Deng 2026 Table 2: 100,000+ transaction records)."""
+    """How big a run is. ``smoke``: minutes on a 2-core CPU (CI, first contact; plumbing, not
+    claims). ``cpu``: full data sets, training that spends the target epsilon, 3 seeds, each
+    paper figure in <= 45 min on 2 cores (docs/scales.md). ``paper``: the papers' sizes (a GPU
+    for MNIST)."""
 
     name: str = MISSING
     max_records: int | None = None  # cap on real records drawn from the dataset (None = all)
@@ -447,11 +458,24 @@ def group_schemas() -> dict[str, dict[str, type]]:
     return groups
 
 
-def by_scale(scale: str, smoke: Any, paper: Any) -> Any:
-    """``${by_scale:${scale.name},SMOKE,PAPER}``: an experiment's value at each scale, e.g. a
-    sweep grid that is cut at smoke scale (the experiment file states both)."""
-    if scale not in ("smoke", "paper"):
-        raise ValueError(f"by_scale: unknown scale {scale!r} (smoke | paper)")
+SCALES = ("smoke", "cpu", "paper")
+_MISSING_CPU = object()
+
+
+def by_scale(scale: str, smoke: Any, paper: Any, cpu: Any = _MISSING_CPU) -> Any:
+    """``${by_scale:${scale.name},SMOKE,PAPER,CPU}``: an experiment's value at each scale, e.g.
+    a sweep grid that is cut at smoke scale (the experiment file states each). ``CPU`` (the
+    ``scale=cpu`` value) comes last so that two-valued files keep their meaning; a file that
+    omits it cannot run at ``scale=cpu`` (a clear error, never a silent fallback)."""
+    if scale not in SCALES:
+        raise ValueError(f"by_scale: unknown scale {scale!r} ({' | '.join(SCALES)})")
+    if scale == "cpu":
+        if cpu is _MISSING_CPU:
+            raise ValueError(
+                "by_scale: this value states smoke and paper only; add its scale=cpu value as a "
+                "third argument: ${by_scale:${scale.name},SMOKE,PAPER,CPU}"
+            )
+        return cpu
     return smoke if scale == "smoke" else paper
 
 

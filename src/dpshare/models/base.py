@@ -43,6 +43,16 @@ class SyntheticDataMethod(ABC):
         """Weights of the released model (saved with the run)."""
         return {}
 
+    def snapshot_state(self) -> dict[str, Any]:
+        """A copy of what :meth:`sample` needs, taken now (``privacy.snapshots``)."""
+        from dpshare.errors import UserInputError
+
+        raise UserInputError(f"method={self.name} cannot release privacy.snapshots")
+
+    def load_snapshot_state(self, state: dict[str, Any]) -> None:
+        """Make :meth:`sample` draw from a state returned by :meth:`snapshot_state`."""
+        raise NotImplementedError
+
 
 class ReleasedModelMethod(ABC):
     """A method whose released artifact is a classifier of the dataset's target: ``fit`` reads

@@ -54,6 +54,7 @@ per-sample gradients for the others and a second backward; all four are tested.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -62,6 +63,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.errors import UserInputError
@@ -75,7 +77,12 @@ log = logging.getLogger(__name__)
 IMAGE_SIDE = 28
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 CRITIC_NORMS = ("group", "layer", "none")
+CRITICS = ("conv", "mlp")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+# wasserstein: Tao 2020 / Arjovsky et al. 2017 (critic -D(real) + D(fake), generator -D(fake));
+# logistic: the non-saturating GAN loss (critic softplus(-D(real)) + softplus(D(fake)),
+# generator softplus(-D(fake))) that Bie et al. 2023 train their DP-GANs with
+LOSSES = ("wasserstein", "logistic")
 
 
 # the learning rates a divergence message suggests lowering
@@ -156,6 +163,44 @@ class ImageCritic(nn.Module):
 # ---------------------------------------------------------------------------- LightningModule
 
 
+class ImageMLPCritic(nn.Module):
+    """A fully connected critic with the same label projection as :class:`ImageCritic`:
+    ``784 -> hidden[0] -> ... -> hidden[-1]`` (LeakyReLU 0.2), ``D(x, y) = w . h(x) + <E y,
+    h(x)>``. Per-sample clipping of a Linear layer costs ~one extra product per record (its
+    per-sample norm is ``||a|| ||g||``), so a DP step is ~10x cheaper on a CPU than the conv
+    critic's (benchmarks/README.md); it is the critic of the ``scale=cpu`` recipe."""
+
+    def __init__(self, *, n_classes: int, hidden: list[int]) -> None:
+        super().__init__()
+        widths = [int(h) for h in hidden]
+        if not widths or any(h < 1 for h in widths):
+            raise UserInputError(
+                f"method.critic_hidden={list(hidden)}: give one or more positive layer widths, "
+                "e.g. [512, 256]"
+            )
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip([N_PIXELS, *widths[:-1]], widths, strict=True):
+            layers += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Linear(widths[-1], 1)
+        self.embed = nn.Embedding(n_classes, widths[-1])  # projection discriminator
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.features(x.reshape(-1, N_PIXELS))
+        return self.out(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+
+
+def build_critic(
+    kind: str, *, n_classes: int, channels: int, norm: str, hidden: list[int]
+) -> nn.Module:
+    """The critic named by ``method.critic``."""
+    if kind == "conv":
+        return ImageCritic(n_classes=n_classes, channels=channels, norm=norm)
+    if kind == "mlp":
+        return ImageMLPCritic(n_classes=n_classes, hidden=hidden)
+    raise UserInputError(f"method.critic={kind!r}; choose one of {list(CRITICS)}")
+
+
 class DPWGANModule(pl.LightningModule):
     """Conditional generator + critic, manual optimization (see the module docstring).
 
@@ -180,9 +225,20 @@ class DPWGANModule(pl.LightningModule):
         weight_clip: float | None,
         gradient_penalty: float,
         private: PrivateTraining | None = None,
+        critic: str = "conv",
+        critic_hidden: list[int] | None = None,
+        loss: str = "wasserstein",
+        generator_ema: float | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
+        if loss not in LOSSES:
+            raise UserInputError(f"method.loss={loss!r}; choose one of {list(LOSSES)}")
+        if generator_ema is not None and not 0.0 < float(generator_ema) < 1.0:
+            raise UserInputError(
+                f"method.generator_ema={generator_ema}: give a decay in (0, 1) (e.g. 0.99), or "
+                "null to sample from the trained generator itself"
+            )
         if n_critic < 1:
             raise UserInputError(f"method.n_critic must be >= 1, got {n_critic}")
         if optimizer not in OPTIMIZERS:
@@ -193,7 +249,7 @@ class DPWGANModule(pl.LightningModule):
             raise UserInputError(f"method.gradient_penalty must be >= 0, got {gradient_penalty}")
         if private is not None and gradient_penalty > 0:
             raise UserInputError(refuse_gradient_penalty_message(gradient_penalty))
-        if weight_clip is None and gradient_penalty == 0:
+        if loss == "wasserstein" and weight_clip is None and gradient_penalty == 0:
             raise UserInputError(
                 "a WGAN critic needs a Lipschitz constraint: set method.weight_clip (e.g. 0.01) "
                 "or, without DP, method.gradient_penalty (e.g. 10)"
@@ -209,7 +265,21 @@ class DPWGANModule(pl.LightningModule):
             embedding_dim=embedding_dim,
             channels=generator_channels,
         )
-        critic = ImageCritic(n_classes=self.n_classes, channels=critic_channels, norm=critic_norm)
+        critic_net = build_critic(
+            critic,
+            n_classes=self.n_classes,
+            channels=critic_channels,
+            norm=critic_norm,
+            hidden=list(critic_hidden or [512, 256]),
+        )
+        self.loss_name = loss
+        # the released generator: an exponential moving average of the trained one's weights
+        # (post-processing of the DP training, no privacy cost); sampling in eval mode uses it
+        self.ema_decay = None if generator_ema is None else float(generator_ema)
+        self.generator_ema = copy.deepcopy(self.generator) if self.ema_decay else None
+        if self.generator_ema is not None:
+            self.generator_ema.requires_grad_(False)
+        critic = critic_net
         self.private = private
         self.discriminator = critic if private is None else wrap_module(critic, private.settings)
         self.register_buffer("class_prior", torch.as_tensor(class_prior, dtype=torch.float32))
@@ -237,7 +307,25 @@ class DPWGANModule(pl.LightningModule):
         pixel columns). ``hard`` is accepted for the shared sampling code (pixels have no
         discrete part)."""
         z = torch.randn(len(labels), self.latent_dim, device=labels.device, generator=generator)
-        return self.generator(z, labels).flatten(1)
+        net = self.generator
+        if not self.training and self.generator_ema is not None:
+            net = self.generator_ema  # release / evaluation: the averaged weights
+        return net(z, labels).flatten(1)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema <- decay * ema + (1 - decay) * generator``; BatchNorm statistics copied."""
+        if self.generator_ema is None or self.ema_decay is None:
+            return
+        for ema_p, p in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            ema_p.lerp_(p, 1.0 - self.ema_decay)
+        for ema_b, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def released_generator(self) -> nn.Module:
+        return self.generator if self.generator_ema is None else self.generator_ema
 
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
@@ -314,7 +402,9 @@ class DPWGANModule(pl.LightningModule):
         sign = torch.cat([-torch.ones(n_real), torch.ones(n_fake)]).to(x.device)
         opt_c.zero_grad(set_to_none=True)
         scores = self.discriminator(x, labels)
-        per_sample = sign * scores
+        # per record: wasserstein -D(real) / +D(fake); logistic softplus(-D(real)) /
+        # softplus(D(fake)) (binary cross-entropy with real = 1); clipped per record under DP
+        per_sample = sign * scores if self.loss_name == "wasserstein" else F.softplus(sign * scores)
         if self.private is None:
             loss = per_sample.mean()
             if self.gradient_penalty > 0:
@@ -384,11 +474,15 @@ class DPWGANModule(pl.LightningModule):
         """Post-processing of the DP critic: reads no real record."""
         with generator_step_context(self.discriminator):
             y_gen = self.sample_labels(n_fake).to(device)
-            g_loss = -self.discriminator(self.generate(y_gen), y_gen).mean()
+            scores = self.discriminator(self.generate(y_gen), y_gen)
+            g_loss = (
+                -scores.mean() if self.loss_name == "wasserstein" else F.softplus(-scores).mean()
+            )
             self._check_loss(g_loss, "generator", self.generator_updates + 1)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()
+        self.update_ema()
         self.generator_updates += 1
         self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True)
 
@@ -456,6 +550,10 @@ class DPWGAN(StandardGAN):
             weight_clip=cfg.weight_clip,
             gradient_penalty=cfg.gradient_penalty,
             private=self.private,
+            critic=cfg.critic,
+            critic_hidden=list(cfg.critic_hidden),
+            loss=cfg.loss,
+            generator_ema=cfg.generator_ema,
         )
 
     def fit(self, trainer: pl.Trainer) -> None:
@@ -468,6 +566,13 @@ class DPWGAN(StandardGAN):
             weight_clip=self.cfg.weight_clip,
             gradient_penalty=float(self.cfg.gradient_penalty),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The released generator (the EMA one when ``method.generator_ema`` is set)."""
+        return {"generator": self.module.released_generator().state_dict()}
+
+    def _released_generator(self) -> nn.Module:
+        return self.module.released_generator()
 
     @torch.no_grad()
     def sample_images(
@@ -504,4 +609,12 @@ def frame_to_images(frame: Any, pixel_columns: list[str]) -> np.ndarray:
     return pixels.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)
 
 
-__all__ = ["DPWGAN", "DPWGANModule", "ImageCritic", "ImageGenerator", "frame_to_images"]
+__all__ = [
+    "DPWGAN",
+    "DPWGANModule",
+    "ImageCritic",
+    "ImageGenerator",
+    "ImageMLPCritic",
+    "build_critic",
+    "frame_to_images",
+]

@@ -365,6 +365,16 @@ class StandardGAN(SyntheticDataMethod):
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.module.generator.state_dict()}
 
+    def _released_generator(self) -> torch.nn.Module:
+        return self.module.generator
+
+    def snapshot_state(self) -> dict[str, Any]:
+        state = self._released_generator().state_dict()
+        return {"generator": {k: v.detach().clone() for k, v in state.items()}}
+
+    def load_snapshot_state(self, state: dict[str, Any]) -> None:
+        self._released_generator().load_state_dict(state["generator"])
+
 
 def _class_mix_to_probs(class_mix: Mapping[Any, float], classes: np.ndarray) -> torch.Tensor:
     known = {c.item() if hasattr(c, "item") else c for c in classes}

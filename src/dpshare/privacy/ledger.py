@@ -315,6 +315,26 @@ class PrivacyLedger:
         for hook in self._charge_hooks:
             hook(entry, noise_multiplier, sample_rate)
 
+    def snapshot(self, *, target_epsilon: float, target_delta: float) -> PrivacyLedger:
+        """A copy of everything charged so far, judged at another ``(target_epsilon,
+        target_delta)``: the ledger of a model released at this point of training
+        (``privacy.snapshots``). No charge hooks; later charges to this ledger do not reach it."""
+        copy = PrivacyLedger(
+            accountant=self.accountant,
+            target_epsilon=target_epsilon,
+            target_delta=target_delta,
+        )
+        if self.n_records is not None:
+            copy.n_records = self.n_records
+            copy.delta_warning = copy.target_delta >= 1.0 / max(self.n_records, 1)
+        for entry in self._entries:
+            twin = LedgerEntry.from_dict(entry.to_dict())
+            copy._entries.append(twin)
+            if twin.mechanism in DP_MECHANISMS:
+                copy._budget.charge(twin.accounting_history())
+        copy.refused_steps = self.refused_steps
+        return copy
+
     def add_charge_hook(self, hook: Callable[[LedgerEntry, float, float], None]) -> None:
         """Call ``hook(entry, noise_multiplier, sample_rate)`` after every charge (the resume
         journal, :mod:`dpshare.checkpoint`)."""

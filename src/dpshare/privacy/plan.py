@@ -33,6 +33,28 @@ TRANSFORMER_FITS = ("dp", "non_private")
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """One more released point of a ``training_length=budget`` run (``privacy.snapshots``): the
+    model after ``steps`` noisy steps of the SAME trajectory, which is DP at ``(target_epsilon,
+    target_delta)`` on its own (a prefix of DP-SGD is DP-SGD with fewer steps; releasing
+    several prefixes together is covered by the longest one's guarantee).
+
+    ``budget_steps``: steps the accountant allows at this point (0: not even one, the point
+    fails with that reason); ``steps``: where the model is captured, the budget or the run's
+    planned steps, whichever comes first (``capped``: the compute cap came first)."""
+
+    target_epsilon: float
+    target_delta: float
+    budget_steps: int
+    steps: int
+    capped: bool
+
+    @property
+    def name(self) -> str:
+        return f"eps{self.target_epsilon:g}_delta{self.target_delta:g}"
+
+
 @dataclass
 class PrivacyPlan:
     """Everything a training loop needs to run DP-SGD on one discriminator."""
@@ -64,6 +86,7 @@ class PrivacyPlan:
     training_length: str = "epochs"
     budget_steps: int | None = None  # training_length=budget: noisy steps the accountant allows
     capped: bool = False  # budget_max_epochs stopped training before the budget was spent
+    snapshots: list[BudgetSnapshot] = field(default_factory=list)  # privacy.snapshots
     # Secret seed of the releases made before training (transformer statistics, class counts):
     # drawn per run from OS entropy when checkpoints are on, so that a resumed run reproduces
     # the SAME releases instead of making new ones (dpshare.checkpoint). Kept in the checkpoint
@@ -72,7 +95,9 @@ class PrivacyPlan:
 
     def to_dict(self) -> dict[str, Any]:
         hidden = ("controller_kwargs", "release_seed")
-        return {k: v for k, v in self.__dict__.items() if k not in hidden}
+        out = {k: v for k, v in self.__dict__.items() if k not in hidden}
+        out["snapshots"] = [dict(s.__dict__) for s in self.snapshots]
+        return out
 
     def release_rng(self, stream: int) -> np.random.Generator:
         """The generator of a pre-training release: ``noise_seed`` (tests) first, else the
@@ -244,6 +269,16 @@ def plan_privacy(
             if int(cap) < max_epochs:
                 max_epochs, capped = int(cap), True
         planned_steps = min(budget_steps, max_epochs * steps_per_epoch)
+    snapshots = _budget_snapshots(
+        _get(privacy, "snapshots") or [],
+        training_length=training_length,
+        delta=delta,
+        sample_rate=sample_rate,
+        noise_multiplier=privacy.noise_multiplier if name == "fixed" else None,
+        prior_history=planned,
+        planned_steps=planned_steps,
+        main=(target, delta),
+    )
 
     calibrated = False
     if name == "fixed":
@@ -346,4 +381,74 @@ def plan_privacy(
         training_length=training_length,
         budget_steps=budget_steps,
         capped=capped,
+        snapshots=snapshots,
     )
+
+
+def _budget_snapshots(
+    specs: Any,
+    *,
+    training_length: str,
+    delta: float,
+    sample_rate: float,
+    noise_multiplier: float | None,
+    prior_history: list[tuple[float, float, int]],
+    planned_steps: int,
+    main: tuple[float | None, float],
+) -> list[BudgetSnapshot]:
+    """``privacy.snapshots`` resolved: each point's budget in steps at the run's fixed sigma and
+    sample rate, composed with the same pre-training releases as the run itself."""
+    specs = list(specs)
+    if not specs:
+        return []
+    if training_length != "budget" or noise_multiplier is None:
+        raise UserInputError(
+            "privacy.snapshots releases more points of ONE noisy trajectory at a fixed sigma: it "
+            "needs privacy=fixed with privacy.training_length=budget and privacy.noise_multiplier "
+            "set (or leave privacy.snapshots empty)"
+        )
+    out: list[BudgetSnapshot] = []
+    seen = {(main[0], main[1])}
+    for spec in specs:
+        if not hasattr(spec, "get") or spec.get("target_epsilon") is None:
+            raise UserInputError(
+                f"privacy.snapshots entry {spec!r}: give a mapping with target_epsilon (and "
+                "optionally target_delta), e.g. {target_epsilon: 0.5, target_delta: 1.0e-5}"
+            )
+        unknown = sorted(set(spec) - {"target_epsilon", "target_delta"})
+        if unknown:
+            raise UserInputError(
+                f"privacy.snapshots entry {dict(spec)}: unknown key(s) {unknown}; only "
+                "target_epsilon and target_delta"
+            )
+        eps = spec.get("target_epsilon")
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, int | float)
+            or not (math.isfinite(eps) and eps > 0)
+        ):
+            raise UserInputError(
+                f"privacy.snapshots: target_epsilon must be a finite number > 0, got {eps!r}"
+            )
+        d = check_delta(spec.get("target_delta", delta))
+        if (float(eps), d) in seen:
+            continue  # the run itself, or a duplicate
+        seen.add((float(eps), d))
+        budget = max_steps_within_budget(
+            target_epsilon=float(eps),
+            target_delta=d,
+            sample_rate=sample_rate,
+            noise_multiplier=float(noise_multiplier),
+            prior_history=prior_history,
+        )
+        steps = min(budget, planned_steps)
+        out.append(
+            BudgetSnapshot(
+                target_epsilon=float(eps),
+                target_delta=d,
+                budget_steps=budget,
+                steps=steps,
+                capped=budget > planned_steps,
+            )
+        )
+    return sorted(out, key=lambda s: (s.steps, s.target_epsilon, s.target_delta))

@@ -1,0 +1,158 @@
+"""Budget snapshots (``privacy.snapshots``): more (epsilon, delta) points from one noisy
+trajectory, each with a complete record whose ledger holds exactly the steps its budget allows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY, compose_config
+from dpshare.errors import UserInputError
+from dpshare.privacy import compose_epsilon
+from dpshare.privacy.accounting import max_steps_within_budget
+from dpshare.privacy.ledger import PrivacyLedger
+from dpshare.privacy.plan import plan_privacy
+from dpshare.report import load_records
+from dpshare.snapshots import SNAPSHOT_DIR
+from dpshare.train import train, train_method
+
+# sigma 2 on ~1,750 train rows, batch 200: the run's own point (epsilon 3) allows the most steps
+BUDGET = [
+    "privacy=fixed",
+    "privacy.target_epsilon=3.0",
+    "privacy.target_delta=1e-4",
+    "privacy.noise_multiplier=2.0",
+    "privacy.training_length=budget",
+    "eval.models=[logistic_regression]",
+    "eval.primary_model=logistic_regression",
+    "eval.fidelity=[]",
+    "eval.attacks=[]",
+]
+SNAPS = "privacy.snapshots=[{target_epsilon: 1.0},{target_epsilon: 2.0, target_delta: 1e-5}]"
+
+
+def _steps(eps: float, delta: float, plan) -> int:  # type: ignore[no-untyped-def]
+    return max_steps_within_budget(
+        target_epsilon=eps,
+        target_delta=delta,
+        sample_rate=plan.sample_rate,
+        noise_multiplier=plan.noise_multiplier,
+        prior_history=plan.planned_history,
+    )
+
+
+def test_plan_resolves_each_snapshot_budget() -> None:
+    cfg = compose_config([*TINY, *BUDGET, SNAPS])
+    plan = plan_privacy(cfg.privacy, n_train=1750, batch_size=200, max_epochs=2)
+    assert [(s.target_epsilon, s.target_delta) for s in plan.snapshots] == [
+        (1.0, 1e-4),  # the run's delta when the entry names none
+        (2.0, 1e-5),
+    ]
+    for snap in plan.snapshots:
+        assert snap.budget_steps == _steps(snap.target_epsilon, snap.target_delta, plan)
+        assert snap.steps == min(snap.budget_steps, plan.planned_steps)
+        assert 0 < snap.steps < plan.planned_steps and not snap.capped
+
+
+def test_a_cap_below_a_snapshot_budget_is_flagged() -> None:
+    cfg = compose_config([*TINY, *BUDGET, SNAPS, "privacy.budget_max_epochs=1"])
+    plan = plan_privacy(cfg.privacy, n_train=1750, batch_size=200, max_epochs=2)
+    capped = [s for s in plan.snapshots if s.budget_steps > plan.planned_steps]
+    assert capped and all(s.capped and s.steps == plan.planned_steps for s in capped)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["privacy.training_length=epochs"], "training_length=budget"),
+        (["privacy.snapshots=[{target_epsilon: -1}]"], "finite number > 0"),
+        (["privacy.snapshots=[{epsilon: 1}]"], "target_epsilon"),
+        (["privacy.snapshots=[{target_epsilon: 1, sigma: 2}]"], "unknown key"),
+        (["privacy.snapshots=[{target_epsilon: 1, target_delta: 2}]"], "delta"),
+    ],
+)
+def test_bad_snapshot_settings_are_clear_errors(extra: list[str], match: str) -> None:
+    cfg = compose_config([*TINY, *BUDGET, SNAPS, *extra])
+    with pytest.raises(UserInputError, match=match):
+        plan_privacy(cfg.privacy, n_train=1750, batch_size=200, max_epochs=2)
+
+
+def test_ledger_snapshot_is_a_frozen_copy_at_another_target() -> None:
+    ledger = PrivacyLedger(target_epsilon=5.0, target_delta=1e-5, n_records=1000)
+    entry = ledger.open_dp_sgd(
+        module="d", purpose="t", records=1000, sample_rate=0.1, poisson_sampling=True
+    )
+    for _ in range(30):
+        ledger.step(entry, 2.0)
+    snap = ledger.snapshot(target_epsilon=1.5, target_delta=1e-4)
+    ledger.step(entry, 2.0)  # later steps do not reach the copy
+    assert snap.entries[0].steps == 30 and ledger.entries[0].steps == 31
+    assert snap.target_epsilon == 1.5 and snap.target_delta == 1e-4
+    assert snap.epsilon_spent() == pytest.approx(
+        compose_epsilon([(2.0, 0.1, 30)], delta=1e-4), rel=1e-12
+    )
+    assert snap.allows([(snap.entries[0], 2.0)]) == (
+        compose_epsilon([(2.0, 0.1, 31)], delta=1e-4) <= 1.5
+    )
+
+
+def test_one_run_writes_a_complete_record_per_snapshot(tmp_path: Path) -> None:
+    cfg = compose_config([*TINY, *BUDGET, SNAPS], tmp_path / "run")
+    metrics, method = train_method(cfg)
+    final = {k: v.clone() for k, v in method.module.generator.state_dict().items()}
+    run_dir = tmp_path / "run"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [s["status"] for s in info["snapshots"]] == ["complete", "complete"]
+    plan = plan_privacy(cfg.privacy, n_train=metrics["data/n_train"], batch_size=200, max_epochs=2)
+    for eps, delta in ((1.0, 1e-4), (2.0, 1e-5)):
+        snap_dir = run_dir / SNAPSHOT_DIR / f"eps{eps:g}_delta{delta:g}"
+        snap_metrics = json.loads((snap_dir / "metrics.json").read_text())
+        ledger = json.loads((snap_dir / "privacy_ledger.json").read_text())
+        steps = next(e["steps"] for e in ledger["entries"] if e["module"] == "discriminator")
+        # exactly the steps this point's budget allows, and the epsilon they spend
+        assert steps == snap_metrics["privacy/noisy_steps"] == _steps(eps, delta, plan)
+        assert snap_metrics["privacy/target_epsilon"] == eps
+        assert snap_metrics["privacy/delta"] == delta
+        assert snap_metrics["privacy/epsilon_spent"] <= eps
+        assert snap_metrics["privacy/snapshot"] == 1
+        history = [tuple(r) for e in ledger["entries"] if "history" in e for r in e["history"]]
+        assert snap_metrics["privacy/epsilon_spent"] == pytest.approx(
+            compose_epsilon(history, delta=delta), rel=1e-12
+        )
+        assert len(pd.read_parquet(snap_dir / "synthetic.parquet")) == metrics["data/n_synthetic"]
+        run = json.loads((snap_dir / "run.json").read_text())
+        assert run["status"] == "complete" and run["snapshot_of"] == str(run_dir.resolve())
+    # fewer steps than the run; the run's own record is untouched and its weights restored
+    assert metrics["privacy/noisy_steps"] > steps
+    for key, value in method.module.generator.state_dict().items():
+        assert torch.equal(value, final[key])
+    # the report sees three points of one trajectory
+    recs = load_records(tmp_path)
+    assert sorted(r.get("privacy.target_epsilon") for r in recs if r.complete) == [1.0, 2.0, 3.0]
+
+
+def test_snapshot_models_differ_from_the_final_one(tmp_path: Path) -> None:
+    """The snapshot record's released weights are those of its own step, not the final ones."""
+    cfg = compose_config([*TINY, *BUDGET, SNAPS], tmp_path / "run")
+    train(cfg)
+    final = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["generator"]
+    early = torch.load(
+        tmp_path / "run" / SNAPSHOT_DIR / "eps1_delta0.0001" / "model.pt", weights_only=True
+    )["generator"]
+    assert any(not torch.equal(final[k], early[k]) for k in final if final[k].is_floating_point())
+
+
+def test_a_snapshot_whose_budget_fits_no_step_fails_alone(tmp_path: Path) -> None:
+    cfg = compose_config(
+        [*TINY, *BUDGET, "privacy.snapshots=[{target_epsilon: 0.001}]"], tmp_path / "run"
+    )
+    metrics = train(cfg)
+    assert metrics["privacy/noisy_steps"] > 0  # the run itself is complete
+    snap = tmp_path / "run" / SNAPSHOT_DIR / "eps0.001_delta0.0001"
+    run = json.loads((snap / "run.json").read_text())
+    assert run["status"] == "failed" and "too small to take even one step" in run["error"]
+    assert not (snap / "metrics.json").exists()
