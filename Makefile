@@ -30,7 +30,7 @@ test-random: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
-## The main job, every paper experiment and the report; writes results/. SCALE=smoke|paper,
+## The main job, every paper experiment and the report; writes results/. SCALE=smoke|cpu|paper,
 ## ARGS=extra Hydra overrides for every run (e.g. ARGS=trainer=gpu)
 reproduce: $(STAMP)
 	$(PY) -m dpshare.reproduce scale=$(SCALE) $(ARGS)

@@ -22,7 +22,7 @@ from dpshare.data.datasets import DATASETS
 from dpshare.data.mnist import FILES, PIXEL_COLUMNS, read_mnist, write_idx
 from dpshare.errors import UserInputError
 from dpshare.evaluation.cnn import CNNClassifier
-from dpshare.models.dp_wgan import DPWGAN, DPWGANModule, ImageCritic
+from dpshare.models.dp_wgan import DPWGAN, DPWGANModule, ImageCritic, ImageMLPCritic
 from dpshare.privacy import PrivacyLedger
 from dpshare.privacy.plan import plan_privacy
 from dpshare.train import train, train_method
@@ -311,6 +311,108 @@ def test_bad_configs_are_clear_errors(tmp_path: Path) -> None:
             weight_clip=None,
             gradient_penalty=0.0,
         )
+
+
+# ------------------------------------------------------- the cpu recipe (Bie et al. 2023)
+
+RECIPE = [
+    "method.critic=mlp",
+    "method.critic_hidden=[32,16]",
+    "method.loss=logistic",
+    "method.weight_clip=null",
+    "method.optimizer=adam",
+    "method.generator_ema=0.9",
+]
+
+
+def _module(**kwargs) -> DPWGANModule:  # type: ignore[no-untyped-def]
+    base = dict(
+        class_prior=[0.5, 0.5],
+        latent_dim=4,
+        embedding_dim=2,
+        generator_channels=4,
+        critic_channels=4,
+        critic_norm="none",
+        optimizer="adam",
+        generator_lr=1e-4,
+        critic_lr=1e-4,
+        betas=[0.5, 0.9],
+        n_critic=1,
+        weight_clip=None,
+        gradient_penalty=0.0,
+        loss="logistic",
+    )
+    return DPWGANModule(**{**base, **kwargs})
+
+
+def test_mlp_critic_logistic_loss_and_ema_generator_under_dp(mnist_root: Path) -> None:
+    method, ledger, cfg = _method(mnist_root, [*DP, *RECIPE])
+    module = method.module
+    assert isinstance(module.discriminator._module, ImageMLPCritic)
+    assert module.loss_name == "logistic" and module.generator_ema is not None
+    _fit(method, cfg)
+    steps = module.discriminator_updates
+    entry = next(e for e in ledger.entries if e.module == "critic")
+    assert steps > 0 and entry.steps == steps
+    assert ledger.epsilon_spent() <= cfg.privacy.target_epsilon + 1e-9
+    # the released generator is the average, a different set of weights from the trained one
+    released = method.state_dict()["generator"]
+    live = module.generator.state_dict()
+    ema = module.generator_ema.state_dict()
+    assert all(torch.equal(released[k], ema[k]) for k in released)
+    assert any(not torch.equal(released[k], live[k]) for k in released if "weight" in k)
+    # sampling (eval mode) draws from the average; training (train mode) from the live one
+    labels = torch.zeros(4, dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    module.eval()
+    averaged = module.generate(labels, generator=gen)
+    expected = module.generator_ema(
+        torch.randn(4, module.latent_dim, generator=gen.manual_seed(0)), labels
+    )
+    assert torch.equal(averaged, expected.flatten(1))
+    module.train()
+
+
+def test_ema_is_the_running_average_of_the_generator() -> None:
+    module = _module(generator_ema=0.5)
+    before = [p.detach().clone() for p in module.generator_ema.parameters()]
+    with torch.no_grad():
+        for p in module.generator.parameters():
+            p.add_(1.0)
+    module.update_ema()
+    for old, ema, live in zip(
+        before, module.generator_ema.parameters(), module.generator.parameters(), strict=True
+    ):
+        torch.testing.assert_close(ema, 0.5 * old + 0.5 * live)
+
+
+def test_logistic_loss_is_the_non_saturating_gan_loss() -> None:
+    """Per record, softplus(-D) for a real image and softplus(D) for a generated one: the
+    binary cross-entropy with real = 1, so the critic's loss on its own scores is checked
+    against torch's implementation."""
+    scores = torch.tensor([2.0, -1.0, 0.5, -3.0], dtype=torch.float64)
+    sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64)
+    ours = torch.nn.functional.softplus(sign * scores)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        scores, (sign < 0).to(torch.float64), reduction="none"
+    )
+    torch.testing.assert_close(ours, bce, rtol=1e-12, atol=0)
+
+
+def test_recipe_options_are_validated() -> None:
+    with pytest.raises(UserInputError, match="method.loss"):
+        _module(loss="hinge")
+    with pytest.raises(UserInputError, match="method.critic="):
+        _module(critic="resnet")
+    with pytest.raises(UserInputError, match="critic_hidden"):
+        _module(critic="mlp", critic_hidden=[])
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UserInputError, match="generator_ema"):
+            _module(generator_ema=bad)
+    # the logistic loss needs no Lipschitz constraint, the Wasserstein one does
+    assert _module(loss="logistic").weight_clip is None
+    with pytest.raises(UserInputError, match="Lipschitz"):
+        _module(loss="wasserstein")
 
 
 # ------------------------------------------------------------------------- public scaling

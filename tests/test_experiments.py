@@ -47,26 +47,67 @@ def _compose(experiment: str, scale: str) -> Any:
         )
 
 
+# beyond the papers' tables: our DP GAN on MNIST against epsilon and its non-private line, the
+# bank_sim AUC-against-epsilon figure, and the two tuning sweeps (validation split only)
+EXTRA = {
+    "mnist_dpgan_epsilon",
+    "mnist_dpgan_nonprivate",
+    "bank_sim_epsilon",
+    "tune_dpgan_mnist",
+    "tune_bank_sim",
+}
+SCALES = ("smoke", "cpu", "paper")
+
+
 def test_every_table_and_figure_has_an_experiment() -> None:
     assert set(PAPER_EXPERIMENTS) == REQUIRED
-    assert set(EXPERIMENTS) <= REQUIRED
+    assert set(EXPERIMENTS) <= REQUIRED | EXTRA
+    assert EXTRA - {"tune_dpgan_mnist", "tune_bank_sim"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", sorted(REQUIRED))
-def test_experiment_composes_with_its_sweep_at_both_scales(experiment: str) -> None:
-    for scale in ("smoke", "paper"):
+@pytest.mark.parametrize("experiment", sorted(REQUIRED | EXTRA))
+def test_experiment_composes_with_its_sweep_at_every_scale(experiment: str) -> None:
+    for scale in SCALES:
         cfg = _compose(experiment, scale)
         assert cfg.experiment_name == experiment
         params = {str(k): str(v) for k, v in cfg.hydra.sweeper.params.items()}
         seeds = params["seed"].split(",")
-        assert len(seeds) >= (3 if scale == "paper" else 1)
+        if not experiment.startswith("tune_"):
+            assert len(seeds) >= (1 if scale == "smoke" else 3)
         assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-        assert len(params) >= 2  # seeds and at least one swept setting
         if experiment.startswith("tao2020"):
             assert cfg.dataset.name == "mnist" and cfg.method.name == "dp_wgan"
+            assert cfg.method.loss == "wasserstein" and cfg.method.weight_clip == 0.01
             assert cfg.privacy.max_grad_norm == 5.0
             assert cfg.privacy.training_length == "budget"
-            assert cfg.privacy.budget_max_epochs == (1 if scale == "smoke" else 100)
+            assert cfg.privacy.budget_max_epochs == {"smoke": 1, "cpu": 40, "paper": 100}[scale]
+            assert cfg.scale.max_records is None or scale == "smoke"  # all 60,000 images
+            if scale == "cpu":
+                assert cfg.method.critic == "mlp" and cfg.method.batch_size == 1024
+        if experiment.startswith("tune_"):
+            assert cfg.eval.score_on == "validation" and not cfg.eval.attacks
+
+
+@pytest.mark.parametrize(
+    ("experiment", "key"),
+    [
+        ("tao2020_epsilon", "privacy.target_epsilon"),
+        ("tao2020_delta", "privacy.target_delta"),
+        ("tao2020_sigma_epsilon", "privacy.target_epsilon"),
+        ("tao2020_sigma_delta", "privacy.target_delta"),
+        ("tao2020_delta_epsilon", "privacy.target_epsilon"),
+        ("tao2020_delta_epsilon", "privacy.target_delta"),
+    ],
+)
+def test_cpu_snapshots_cover_the_paper_grid(experiment: str, key: str) -> None:
+    """At scale=cpu the epsilon / delta points are budget snapshots of one trajectory per sigma
+    and seed: together with the run's own target they are exactly the paper's grid, and the run
+    targets the point that allows the most steps."""
+    assert expected_grid(experiment, "cpu")[key] == expected_grid(experiment, "paper")[key]
+    cfg = _compose(experiment, "cpu")
+    own = str(cfg.hydra.sweeper.params[key]).strip("'")
+    top = max(expected_grid(experiment, "paper")[key])
+    assert float(own) == top
 
 
 def test_paper_grids_match_the_papers() -> None:
@@ -82,6 +123,7 @@ def test_paper_grids_match_the_papers() -> None:
     grid = expected_grid("tao2020_sigma_epsilon", "paper")
     assert grid["privacy.noise_multiplier"] == [2, 4, 6, 8]
     assert grid["privacy.target_epsilon"] == [0.5, 1, 2, 4]
+    assert expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"] == sigma
     methods = expected_grid("deng2026_financial", "smoke")["method"]
     assert {"multidisc_gan", "standard_gan", "dp_lr", "fedavg"} <= set(methods)
 

@@ -156,3 +156,55 @@ def test_a_snapshot_whose_budget_fits_no_step_fails_alone(tmp_path: Path) -> Non
     run = json.loads((snap / "run.json").read_text())
     assert run["status"] == "failed" and "too small to take even one step" in run["error"]
     assert not (snap / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------- release variants
+
+
+def test_a_release_variant_is_the_same_generator_sampled_another_way(tmp_path: Path) -> None:
+    cfg = compose_config(
+        [
+            *TINY,
+            "privacy=fixed",
+            "privacy.target_epsilon=2.0",
+            "privacy.target_delta=1e-4",
+            "eval.fidelity=[]",
+            "eval.attacks=[]",
+            "method.release_variants=[{class_mix: {1: 0.5, 0: 0.5}}]",
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    run_dir = tmp_path / "run"
+    var = run_dir / "variants" / "variant0"
+    var_metrics = json.loads((var / "metrics.json").read_text())
+    info = json.loads((var / "run.json").read_text())
+    assert info["status"] == "complete" and info["variant"] == {"class_mix": {"1": 0.5, "0": 0.5}}
+    # the same generator, released with half high-risk rows; nothing more charged
+    same = torch.load(run_dir / "model.pt", weights_only=True)["generator"]
+    other = torch.load(var / "model.pt", weights_only=True)["generator"]
+    assert all(torch.equal(same[k], other[k]) for k in same)
+    assert var_metrics["data/positive_rate_synthetic"] == pytest.approx(0.5, abs=0.05)
+    assert metrics["data/positive_rate_synthetic"] < 0.2
+    assert var_metrics["privacy/epsilon_spent"] == metrics["privacy/epsilon_spent"]
+    assert var_metrics["privacy/release_variant"] == 1
+    # the report labels it as the class-mix release of the method
+    recs = {r.run_dir.name: r for r in load_records(tmp_path)}
+    assert recs["variant0"].method_label == "standard_gan"  # only multidisc_gan gets its own row
+    assert recs["variant0"].get("method.class_mix") == {1: 0.5, 0: 0.5}
+
+
+def test_a_bad_release_variant_fails_alone(tmp_path: Path) -> None:
+    cfg = compose_config(
+        [
+            *TINY,
+            "eval.fidelity=[]",
+            "eval.attacks=[]",
+            "method.release_variants=[{temperature: 2}]",
+        ],
+        tmp_path / "run",
+    )
+    train(cfg)
+    info = json.loads((tmp_path / "run" / "variants" / "variant0" / "run.json").read_text())
+    assert info["status"] == "failed" and "class_mix" in info["error"]
+    assert (tmp_path / "run" / "metrics.json").exists()

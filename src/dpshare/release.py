@@ -27,6 +27,12 @@ Every check runs BEFORE anything is written, and the release REFUSES (exit statu
 8. the share of synthetic records that copy a real train record exactly exceeds
    ``--max-exact-copy-share`` (default 0: any exact copy refuses).
 
+With ``--sample N`` the table is not the run's ``synthetic.parquet`` but ``N`` rows freshly
+drawn from the run's saved generator (:mod:`dpshare.artifact`: verified against the SHA-256 in
+``run.json``, rebuilt without reading real data; ``--seed``, ``--class-mix``, ``--conditions``):
+sampling is post-processing, so the ledger and epsilon are the run's, and every check above
+applies, check 7 to the fresh table (the run's schema) and check 8 recomputed on it.
+
 The exact-copy share is recomputed at release time on the table actually exported, against the
 real train split reloaded with the run's own config (:func:`dpshare.train.load_data`); when the
 real data cannot be reloaded the value recorded by the ``copies`` attack is used, and with
@@ -52,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -111,6 +118,17 @@ class PreparedRelease:
     synthetic: pd.DataFrame
     card: dict[str, Any]
     extra_files: list[Path] = field(default_factory=list)
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # file name -> array
+
+
+@dataclass
+class SampleRequest:
+    """``--sample N``: release ``n`` rows freshly drawn from the run's saved generator."""
+
+    n: int
+    seed: int = 0
+    class_mix: Mapping[Any, Any] | None = None
+    conditions: Mapping[str, Any] | None = None
 
 
 def _refuse(message: str) -> ReleaseRefusedError:
@@ -527,6 +545,58 @@ def load_synthetic(rec: RunRecord) -> tuple[pd.DataFrame, dict[str, Any], Check]
     )
 
 
+def sample_fresh_table(
+    rec: RunRecord, request: SampleRequest
+) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, Any], Check]:
+    """Check 7 for ``--sample``: ``request.n`` rows drawn from the run's saved generator
+    (verified against ``run.json``, rebuilt without real data), in the run's schema
+    (``synthetic_schema.json``). Sampling is post-processing: nothing is charged."""
+    from dpshare.artifact import ArtifactError, load_run
+    from dpshare.sample import STATEMENT, draw
+
+    fix = "the run's synthetic table was altered; release an untouched run, or train again"
+    schema = _read_json(rec.run_dir / records.SCHEMA_FILE, what="synthetic_schema.json", fix=fix)
+    try:
+        loaded = load_run(rec.run_dir)
+    except ArtifactError as exc:
+        raise _refuse(str(exc)) from exc
+    frame, windows, options = draw(
+        loaded,
+        request.n,
+        seed=request.seed,
+        class_mix=request.class_mix,
+        conditions=request.conditions,
+    )
+    columns = schema.get("columns") if isinstance(schema, dict) else None
+    dtypes = schema.get("dtypes") if isinstance(schema, dict) else None
+    actual = {str(c): str(t) for c, t in frame.dtypes.items()}
+    if list(frame.columns) != columns or not isinstance(dtypes, dict) or actual != dtypes:
+        raise _refuse(
+            f"the freshly sampled table has columns / dtypes {actual} but "
+            f"synthetic_schema.json lists {dtypes}; {fix}"
+        )
+    info = {
+        "n_rows": len(frame),
+        "seed": request.seed,
+        "class_mix": None
+        if "class_mix" not in options
+        else {str(k): v for k, v in options["class_mix"].items()},
+        "conditions": options.get("conditions"),
+        "artifact_sha256": {
+            k: v
+            for k, v in (rec.run.get("artifact_sha256") or {}).items()
+            if k != records.SYNTHETIC_FILE
+        },
+        "statement": STATEMENT,
+    }
+    check = Check(
+        "synthetic_table",
+        f"{len(frame)} rows freshly sampled from the saved generator (seed {request.seed}; "
+        f"artifact verified against run.json) x {len(columns)} columns match the run's schema",
+    )
+    return frame, windows, info, check
+
+
 def schema_card(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Columns with their dtypes, and the categories of categorical columns."""
     out: list[dict[str, Any]] = []
@@ -543,10 +613,12 @@ def schema_card(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def exact_copies(
-    rec: RunRecord, frame: pd.DataFrame, *, max_share: float
+    rec: RunRecord, frame: pd.DataFrame, *, max_share: float, fresh: bool = False
 ) -> tuple[dict[str, Any], Check]:
     """Check 8: exact copies of real train records, recomputed on the exported table against
-    the real train split reloaded with the run's config (the recorded value as a fallback)."""
+    the real train split reloaded with the run's config (the recorded value as a fallback).
+    A ``fresh`` table (``--sample``) is not the one the run evaluated: its share must be
+    recomputed, and the recorded value is only shown."""
     from dpshare.evaluation.attacks.copies import exact_copy_share
 
     recorded = _number(rec.metrics.get(EXACT_COPY_METRIC))
@@ -576,6 +648,13 @@ def exact_copies(
             n_exact_copies=round(share * len(frame)),
             exact_copy_share_test=exact_copy_share(frame, test[columns]),
         )
+    if share is None and fresh:
+        raise _refuse(
+            "a freshly sampled table needs its exact copies recomputed against the real train "
+            f"split, which could not be reloaded ({out.get('recompute_error')}); make the run's "
+            "real data available (dataset paths in its config) and retry, or release the run's "
+            "own table (without --sample)"
+        )
     if share is None:
         if recorded is None:
             raise _refuse(
@@ -590,7 +669,7 @@ def exact_copies(
             exact_copy_share=share,
             n_exact_copies=round(share * len(frame)),
         )
-    worst = max(share, recorded if recorded is not None else 0.0)
+    worst = share if fresh else max(share, recorded if recorded is not None else 0.0)
     if worst > max_share:
         control = out.get(
             "exact_copy_share_test", rec.metrics.get("attack/copies/exact_copy_share_holdout")
@@ -602,7 +681,7 @@ def exact_copies(
             "train again with more noise or fewer epochs, or, if the copies are common "
             "population values (a test share as high), raise --max-exact-copy-share knowingly"
         )
-    if recorded is not None and not _close(share, recorded):
+    if recorded is not None and not fresh and not _close(share, recorded):
         raise _refuse(
             f"the exported {records.SYNTHETIC_FILE} has exact-copy share {_fmt(share)} but "
             f"metrics.json recorded {_fmt(recorded)}: the table changed after evaluation; "
@@ -770,6 +849,16 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"from run `{card['source_run_dir']}` on {card['created_at']}.",
         "",
     ]
+    sample = card.get("sample")
+    if sample:
+        options = ", ".join(
+            f"{key} {sample[key]}" for key in ("class_mix", "conditions") if sample.get(key)
+        )
+        lines += [
+            f"Freshly sampled from the run's saved generator (`--sample {sample['n_rows']}`, "
+            f"seed {sample['seed']}{', ' + options if options else ''}): {sample['statement']}",
+            "",
+        ]
     if not privacy["differentially_private"]:
         lines += [
             "> **NOT DIFFERENTIALLY PRIVATE** (released with `--allow-non-private`): "
@@ -947,9 +1036,12 @@ def prepare_release(
     allow_non_private: bool = False,
     max_exact_copy_share: float = 0.0,
     max_epsilon: float | None = None,
+    sample: SampleRequest | None = None,
 ) -> PreparedRelease:
     """Run every check (nothing is written) and build the card; raises
-    :class:`ReleaseRefusedError` (a :class:`UserInputError`) naming the failed check."""
+    :class:`ReleaseRefusedError` (a :class:`UserInputError`) naming the failed check.
+    ``sample``: release a table freshly drawn from the run's saved generator instead of its
+    ``synthetic.parquet`` (the same checks; copies recomputed on the fresh table)."""
     if not 0.0 <= max_exact_copy_share <= 1.0:
         raise UserInputError(
             f"--max-exact-copy-share must be in [0, 1], got {max_exact_copy_share}"
@@ -965,9 +1057,16 @@ def prepare_release(
     checks.append(check_ledger_consistency(rec, view))
     checks.append(check_privacy(rec, view, allow_non_private=allow_non_private))
     checks.append(check_budget(view, max_epsilon=max_epsilon))
-    frame, _, table_check = load_synthetic(rec)
+    windows: np.ndarray | None = None
+    sample_info: dict[str, Any] | None = None
+    if sample is None:
+        frame, _, table_check = load_synthetic(rec)
+    else:
+        frame, windows, sample_info, table_check = sample_fresh_table(rec, sample)
     checks.append(table_check)
-    copies, copies_check = exact_copies(rec, frame, max_share=max_exact_copy_share)
+    copies, copies_check = exact_copies(
+        rec, frame, max_share=max_exact_copy_share, fresh=sample is not None
+    )
     checks.append(copies_check)
     card = build_card(
         rec,
@@ -978,8 +1077,12 @@ def prepare_release(
         allow_non_private=allow_non_private,
         max_epsilon=max_epsilon,
     )
-    extra = [run_dir / name for name in EXTRA_ARTIFACTS if (run_dir / name).is_file()]
-    return PreparedRelease(run_dir=run_dir, synthetic=frame, card=card, extra_files=extra)
+    if sample_info is None:
+        extra = [run_dir / name for name in EXTRA_ARTIFACTS if (run_dir / name).is_file()]
+        return PreparedRelease(run_dir=run_dir, synthetic=frame, card=card, extra_files=extra)
+    card["sample"] = sample_info  # the run's own windows belong to its own table: not copied
+    arrays = {} if windows is None else {"synthetic_sequences.npy": np.asarray(windows)}
+    return PreparedRelease(run_dir=run_dir, synthetic=frame, card=card, extra_arrays=arrays)
 
 
 def write_release(prepared: PreparedRelease, out: Path, *, force: bool = False) -> Path:
@@ -995,7 +1098,15 @@ def write_release(prepared: PreparedRelease, out: Path, *, force: bool = False) 
         prepared.synthetic.to_csv(tmp / RELEASED_CSV, index=False)
         for path in prepared.extra_files:
             shutil.copy2(path, tmp / path.name)
-        names = [RELEASED_TABLE, RELEASED_CSV, *(p.name for p in prepared.extra_files)]
+        for name, array in prepared.extra_arrays.items():
+            with open(tmp / name, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+        names = [
+            RELEASED_TABLE,
+            RELEASED_CSV,
+            *(p.name for p in prepared.extra_files),
+            *prepared.extra_arrays,
+        ]
         card = dict(prepared.card)
         card["files"] = {name: _file_digest(tmp / name) for name in names}
         card = records._jsonable(card)  # NaN -> null, inf -> "inf" (strict JSON)
@@ -1028,15 +1139,18 @@ def release(
     max_exact_copy_share: float = 0.0,
     max_epsilon: float | None = None,
     force: bool = False,
+    sample: SampleRequest | None = None,
 ) -> dict[str, Any]:
     """Check ``run_dir`` and release it to ``out``; return the card. Raises
-    :class:`UserInputError` (nothing written) when a check fails."""
+    :class:`UserInputError` (nothing written) when a check fails. ``sample``: release a table
+    freshly drawn from the run's saved generator (``--sample``)."""
     check_output(Path(out), Path(run_dir), force=force)
     prepared = prepare_release(
         run_dir,
         allow_non_private=allow_non_private,
         max_exact_copy_share=max_exact_copy_share,
         max_epsilon=max_epsilon,
+        sample=sample,
     )
     write_release(prepared, Path(out), force=force)
     return records.read_json(Path(out) / CARD_JSON)  # type: ignore[no-any-return]
@@ -1055,8 +1169,31 @@ def summarize(card: Mapping[str, Any], out: Path) -> str:
     )
 
 
+def _sample_request(args: argparse.Namespace) -> SampleRequest | None:
+    """The ``--sample`` options, or ``None``; sampling options without ``--sample`` refuse."""
+    from dpshare.artifact import parse_mapping_option
+
+    if args.sample is None:
+        options = (("--class-mix", args.class_mix), ("--conditions", args.conditions))
+        given = [flag for flag, value in options if value is not None]
+        if given or args.seed != 0:
+            raise UserInputError(
+                f"{', '.join(given) or '--seed'} only applies with --sample N (a freshly "
+                "sampled table); drop it to release the run's own table"
+            )
+        return None
+    if args.sample < 1:
+        raise UserInputError(f"--sample must be a whole number >= 1, got {args.sample}")
+    return SampleRequest(
+        n=args.sample,
+        seed=args.seed,
+        class_mix=parse_mapping_option(args.class_mix, "--class-mix"),
+        conditions=parse_mapping_option(args.conditions, "--conditions"),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dpshare.release RUN_DIR --out DIR``."""
+    """``python -m dpshare.release RUN_DIR --out DIR [--sample N ...]``."""
     parser = argparse.ArgumentParser(
         prog="python -m dpshare.release", description=(__doc__ or "").split("\n")[0]
     )
@@ -1081,8 +1218,24 @@ def main(argv: list[str] | None = None) -> int:
         help="the data holder's own epsilon cap (needed when the run recorded no target)",
     )
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out directory")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="release N rows freshly drawn from the run's saved generator instead of its "
+        "synthetic.parquet (post-processing: no privacy cost; the same checks)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="with --sample: the sampling seed")
+    parser.add_argument(
+        "--class-mix", default=None, help="with --sample: class shares, e.g. '{1: 0.3, 0: 0.7}'"
+    )
+    parser.add_argument(
+        "--conditions", default=None, help="with --sample (multidisc_gan): e.g. '{bank: bank_B}'"
+    )
     args = parser.parse_args(argv)
     try:
+        request = _sample_request(args)
         card = release(
             args.run_dir,
             args.out,
@@ -1090,6 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
             max_exact_copy_share=args.max_exact_copy_share,
             max_epsilon=args.max_epsilon,
             force=args.force,
+            sample=request,
         )
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""``python -m dpshare.reproduce [scale=smoke|paper] [overrides]`` (what ``make reproduce`` runs).
+"""``python -m dpshare.reproduce [scale=smoke|cpu|paper] [--only=a,b] [overrides]`` (what
+``make reproduce`` runs; docs/scales.md says what each scale is and how long it takes).
 
 1. The main job: the non-private conditional GAN on the embedded cross-bank simulator
    (``experiment=bank_sim_standard_gan``), its table in ``results/bank_sim_standard_gan/<scale>/``.
@@ -39,8 +40,11 @@ MAIN_EXPERIMENT = "bank_sim_standard_gan"
 # the sweeps make reproduce runs, in order; the medical one is resolved by :func:`medical_sweep`
 EXPERIMENTS: tuple[str, ...] = (
     "deng2026_financial",
+    "bank_sim_epsilon",
     "deng2026_medical",
     "deng2026_noise_stages",
+    "mnist_dpgan_epsilon",
+    "mnist_dpgan_nonprivate",
     "tao2020_epsilon",
     "tao2020_sigma",
     "tao2020_delta",
@@ -177,8 +181,22 @@ def main() -> None:
     argv = sys.argv[1:]
     if not any(a.startswith("scale=") for a in argv):
         argv = ["scale=smoke", *argv]
+    # --only=a,b: just these sweeps (and the main job and the report), e.g. to redo one figure
+    only = [a.split("=", 1)[1] for a in argv if a.startswith("--only=")]
+    argv = [a for a in argv if not a.startswith("--only=")]
+    experiments = EXPERIMENTS
+    if only:
+        experiments = tuple(e for e in ",".join(only).split(",") if e)
+        unknown = sorted(set(experiments) - set(EXPERIMENTS))
+        if unknown:
+            print(
+                f"error: --only names unknown experiment(s) {unknown}; choose from "
+                f"{list(EXPERIMENTS)}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
     try:
-        timing = reproduce(argv)
+        timing = reproduce(argv, experiments=experiments)
     except (UserInputError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

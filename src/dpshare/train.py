@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dpshare import checkpoint, distributed
+from dpshare.artifact import write_artifact
 from dpshare.config import register_configs
 from dpshare.data.base import DataSplits, TabularData, split_records
 from dpshare.data.datamodule import TabularDataModule
@@ -224,6 +225,21 @@ def train_method(
             timings=timings,
             started=started,
         )
+        variants = list(cfg.method.get("release_variants") or [])
+        if variants:
+            run_info["release_variants"] = write_variants(
+                cfg,
+                run_dir,
+                variants,
+                method=method,
+                datamodule=datamodule,
+                data=data,
+                splits=splits,
+                ledger=ledger,
+                plan=plan,
+                run_info=run_info,
+                timings=timings,
+            )
         if capture is not None:
             run_info["snapshots"] = write_snapshots(
                 cfg,
@@ -307,11 +323,21 @@ def release_and_evaluate(
     for name, array in method.artifacts().items():
         records.write_array(run_dir / f"{name}.npy", array)
     records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
+    if isinstance(method, SyntheticDataMethod):  # generator.json + .pt: load and sample later
+        write_artifact(
+            run_dir, cfg=cfg, method=method, datamodule=datamodule, ledger=ledger, run_info=run_info
+        )
 
     t0 = time.perf_counter()
+    # eval.score_on=validation (tuning runs): every score on the validation split, so that
+    # choices are never made on the test split; otherwise the test split is scored and the
+    # validation split only chooses the minority decision threshold
+    tuning = cfg.eval.get("score_on", "test") == "validation"
+    scored = splits.validation if tuning else splits.test
     eval_kwargs: dict[str, Any] = dict(
         real_train=splits.train,
-        real_test=splits.test,
+        real_test=scored,
+        validation=None if tuning else splits.validation,
         target=data.target,
         positive_label=data.positive_label,
         models=list(cfg.eval.models),
@@ -337,7 +363,7 @@ def release_and_evaluate(
             evaluate_fidelity(
                 synthetic=synthetic,
                 real_train=splits.train,
-                real_test=splits.test,
+                real_test=scored,
                 target=data.target,
                 names=list(cfg.eval.fidelity),
                 max_rows=cfg.eval.fidelity_max_rows,
@@ -356,7 +382,7 @@ def release_and_evaluate(
             evaluate_attacks(
                 names=list(cfg.eval.attacks),
                 real_train=splits.train,
-                real_test=splits.test,
+                real_test=scored,
                 reference=reference,
                 target=data.target,
                 positive_label=data.positive_label,
@@ -372,6 +398,7 @@ def release_and_evaluate(
         )
         metrics["attack/reference_split"] = "reference" if len(splits.reference) else "validation"
     attack_seconds = time.perf_counter() - t0
+    metrics["data/scored_on"] = "validation" if tuning else "test"
 
     target = data.target
     metrics.update(privacy_metrics(ledger, plan))
@@ -426,6 +453,115 @@ def _snapshot_capture(
     return capture
 
 
+VARIANT_DIR = "variants"
+VARIANT_KEYS = ("class_mix", "conditions")
+
+
+def write_variants(
+    cfg: DictConfig,
+    run_dir: Path,
+    variants: list[Any],
+    *,
+    method: SyntheticDataMethod | ReleasedModelMethod,
+    datamodule: TabularDataModule,
+    data: TabularData,
+    splits: DataSplits,
+    ledger: PrivacyLedger,
+    plan: PrivacyPlan | None,
+    run_info: dict[str, Any],
+    timings: dict[str, float],
+) -> list[dict[str, Any]]:
+    """One more released table per ``method.release_variants`` entry, sampled from the SAME
+    trained generator with other generation settings (a class mix, conditions), each with a
+    complete record under ``<run_dir>/variants/variant<i>/``: post-processing of the run's
+    release, so its ledger is the run's (nothing more is charged). A failing variant leaves a
+    failed record with its reason; the run stands."""
+    if not isinstance(method, SyntheticDataMethod):
+        raise UserInputError(
+            f"method.release_variants needs a generator method; method={cfg.method.name} "
+            "releases a model"
+        )
+    summary: list[dict[str, Any]] = []
+    for i, spec in enumerate(variants):
+        name = f"variant{i}"
+        var_dir = records.prepare_run_dir(run_dir / VARIANT_DIR / name)
+        info = {
+            key: value
+            for key, value in run_info.items()
+            if key not in ("snapshots", "release_variants", "artifact_sha256", "status")
+        }
+        info.update(status="running", variant_of=str(Path(run_dir).resolve()))
+        try:
+            if not hasattr(spec, "keys") or not set(spec) or set(spec) - set(VARIANT_KEYS):
+                raise UserInputError(
+                    f"method.release_variants entry {spec!r}: give a mapping of "
+                    f"{list(VARIANT_KEYS)} (e.g. {{class_mix: {{1: 0.3, 0: 0.7}}}})"
+                )
+            var_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+            for key in spec:
+                if key not in var_cfg.method:
+                    raise UserInputError(
+                        f"method.release_variants: method={cfg.method.name} has no {key}"
+                    )
+                var_cfg.method[key] = OmegaConf.to_container(spec[key], resolve=True)
+            var_cfg.method.release_variants = []
+            var_cfg.run_dir = str(var_dir)
+            _write_config(var_dir, var_cfg)
+            info.update(
+                variant={k: OmegaConf.to_container(spec[k], resolve=True) for k in spec},
+                config_hash=_config_hash_or_none(var_cfg),
+            )
+            var_ledger = (
+                ledger.snapshot(
+                    target_epsilon=ledger.target_epsilon, target_delta=ledger.target_delta
+                )
+                if ledger.target_epsilon is not None
+                else ledger
+            )
+            metrics = release_and_evaluate(
+                var_cfg,
+                var_dir,
+                method=method,
+                datamodule=datamodule,
+                data=data,
+                splits=splits,
+                ledger=var_ledger,
+                plan=plan,
+                run_info=info,
+                timings=timings,
+                started=time.time(),
+            )
+            metrics["privacy/release_variant"] = 1
+            ledger_record = var_ledger.to_dict()
+            if plan is not None:
+                ledger_record["plan"] = plan.to_dict()
+            records.write_json(var_dir / records.LEDGER_FILE, ledger_record)
+            records.write_json(var_dir / records.METRICS_FILE, metrics)
+            info.update(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            records.write_json(var_dir / records.RUN_FILE, info)
+            summary.append({"name": name, "status": "complete", "variant": info["variant"]})
+        except Exception as exc:  # the run itself stands; the variant says why it failed
+            log.error("release variant %s failed: %s", name, exc)
+            info.update(
+                status="failed",
+                finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(limit=20),
+            )
+            records.write_json(var_dir / records.RUN_FILE, info)
+            summary.append({"name": name, "status": "failed", "error": info["error"]})
+    return summary
+
+
+def _write_config(run_dir: Path, cfg: DictConfig) -> None:
+    """The resolved config of an extra record (a snapshot or a release variant), where the
+    report reads it."""
+    text = OmegaConf.to_yaml(cfg)
+    for path in (run_dir / records.RESOLVED_CONFIG_FILE, run_dir / ".hydra" / "config.yaml"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records._atomic(path, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+
+
 def write_snapshots(
     cfg: DictConfig,
     run_dir: Path,
@@ -453,12 +589,10 @@ def write_snapshots(
             snap_cfg.privacy.target_epsilon = snap.target_epsilon
             snap_cfg.privacy.target_delta = snap.target_delta
             snap_cfg.privacy.snapshots = []
+            if "release_variants" in snap_cfg.method:
+                snap_cfg.method.release_variants = []
             snap_cfg.run_dir = str(snap_dir)
-            text = OmegaConf.to_yaml(snap_cfg)
-            hydra_file = snap_dir / ".hydra" / "config.yaml"
-            for path in (snap_dir / records.RESOLVED_CONFIG_FILE, hydra_file):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                records._atomic(path, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+            _write_config(snap_dir, snap_cfg)
             info = {
                 key: value
                 for key, value in run_info.items()
@@ -574,6 +708,14 @@ def load_data(cfg: DictConfig) -> tuple[TabularData, DataSplits]:
 
 def check_eval_config(eval_cfg: DictConfig) -> None:
     """Fail before any training on an unknown metric, attack or model name in ``eval``."""
+    score_on = eval_cfg.get("score_on", "test")
+    if score_on not in ("test", "validation"):
+        raise UserInputError(f"eval.score_on={score_on!r}; choose test or validation")
+    if score_on == "validation" and eval_cfg.attacks:
+        raise UserInputError(
+            "eval.score_on=validation is for tuning sweeps, whose attacks would need the "
+            "validation split as both non-members and reference: set eval.attacks=[]"
+        )
     for name in eval_cfg.models:
         DOWNSTREAM_MODELS.get(name)
     DOWNSTREAM_MODELS.get(eval_cfg.attack_model)
@@ -701,7 +843,14 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
         f"{label} F1 {fmt(f'utility/{scheme}_f1')} | TRTR F1 {fmt('utility/trtr_f1')} | "
         f"{label} accuracy {fmt(f'utility/{scheme}_accuracy')} | "
         f"TRTR accuracy {fmt('utility/trtr_accuracy')} | "
-        f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
+        + (
+            f"{label} minority recall / F1 at the validation threshold "
+            f"{fmt(f'utility/{scheme}_minority_recall_valthr')} / "
+            f"{fmt(f'utility/{scheme}_minority_f1_valthr')} | "
+            if f"utility/{scheme}_minority_recall_valthr" in metrics
+            else ""
+        )
+        + f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
         f"fit {metrics.get('runtime/fit_seconds', 0):.1f} s"
     )
 

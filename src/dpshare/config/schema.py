@@ -78,6 +78,10 @@ class StandardGANConfig:
     continuous_mode: str = "standard"
     sample_size: int | None = None  # synthetic rows; None = size of the real train split
     class_mix: Any = None  # class value -> share of the released rows; None = released prior
+    # more tables released from the SAME trained generator, each with its own record under
+    # <run_dir>/variants/: e.g. [{class_mix: {1: 0.3, 0: 0.7}}] (post-processing: no privacy
+    # cost; docs/multidisc_gan.md "Release variants")
+    release_variants: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -292,6 +296,10 @@ class EvalConfig:
     trtr: bool = True
     max_train_rows: int | None = None  # subsample TSTR/TRTR training tables (None = all rows)
     seed: int = 0
+    # test: score on the real test split (and choose the minority threshold on validation);
+    # validation: score everything on the validation split, for tuning sweeps (the test split
+    # is then never read, so choices made from these runs cannot leak it)
+    score_on: str = "test"
     # keep TRTR scores in $DPSHARE_CACHE/trtr (keyed by the real splits and these settings), so
     # a sweep fits the real-data reference once, not at every point
     trtr_cache: bool = True

@@ -154,8 +154,7 @@ class TabularDataModule(pl.LightningDataModule):
     def decode_sequences(self, scaled: np.ndarray) -> np.ndarray:
         """Generated windows in [-1, 1] -> the variables' units, shape (n, T, V)."""
         assert self.sequence_bounds is not None
-        lo, hi = self.sequence_bounds[:, 0], self.sequence_bounds[:, 1]
-        return ((np.clip(scaled, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
+        return decode_windows(scaled, self.sequence_bounds)
 
     def _fit_raw(self, features: pd.DataFrame, y: np.ndarray) -> None:
         self.transformer.fit(features, self.data.column_kinds or None)
@@ -308,15 +307,46 @@ class TabularDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------- decoding
     def decode(self, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
         """Generator output (encoded features, label indices) -> table in the released schema."""
-        bad = int(x.size - np.isfinite(x).sum())
-        if bad:  # the generator's weights are finite but its forward pass overflows
-            raise NonFiniteLossError(
-                f"training diverged: the generator's output holds {bad} NaN or infinite values; "
-                "the run stopped without a result. Fix: lower the method's learning rates "
-                "(method.*_lr, e.g. 10x smaller), and check the data for extreme values"
-            )
-        features = self.transformer.inverse_transform(x)
-        labels = pd.Series(self.classes[y]).astype(self.label_dtype)
-        features[self.data.target] = labels.to_numpy()
-        features[self.data.target] = features[self.data.target].astype(self.label_dtype)
-        return features[list(self.data.frame.columns)]
+        return decode_rows(
+            x,
+            y,
+            transformer=self.transformer,
+            classes=self.classes,
+            label_dtype=self.label_dtype,
+            target=self.data.target,
+            columns=list(self.data.frame.columns),
+        )
+
+
+def decode_rows(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    transformer: TabularTransformer,
+    classes: np.ndarray,
+    label_dtype: object,
+    target: str,
+    columns: list[str],
+) -> pd.DataFrame:
+    """Generator output (encoded features ``x``, label indices ``y``) -> a table with
+    ``columns`` in order, the target decoded through ``classes`` and cast to ``label_dtype``.
+    Shared by :class:`TabularDataModule` and a run loaded from disk (:mod:`dpshare.artifact`)."""
+    bad = int(x.size - np.isfinite(x).sum())
+    if bad:  # the generator's weights are finite but its forward pass overflows
+        raise NonFiniteLossError(
+            f"training diverged: the generator's output holds {bad} NaN or infinite values; "
+            "the run stopped without a result. Fix: lower the method's learning rates "
+            "(method.*_lr, e.g. 10x smaller), and check the data for extreme values"
+        )
+    features = transformer.inverse_transform(x)
+    labels = pd.Series(classes[y]).astype(label_dtype)
+    features[target] = labels.to_numpy()
+    features[target] = features[target].astype(label_dtype)
+    return features[columns]
+
+
+def decode_windows(scaled: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Generated windows in [-1, 1] -> the variables' units with the public ``bounds``
+    ``(V, 2)`` (lo, hi per variable), float32 of shape (n, T, V)."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    return ((np.clip(scaled, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)

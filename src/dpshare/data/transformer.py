@@ -130,7 +130,11 @@ __all__ = [
     "StatisticAccess",
     "StatisticsQuery",
     "TabularTransformer",
+    "dtype_from_json",
+    "dtype_to_json",
     "infer_column_kinds",
+    "value_from_json",
+    "value_to_json",
 ]
 
 ColumnKind = Literal["continuous", "categorical", "datetime"]
@@ -1288,6 +1292,245 @@ def _check_frame(frame: Any, what: str, *, allow_no_rows: bool) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# JSON form of values and dtypes (a saved transformer: no pickle)
+# --------------------------------------------------------------------------------------------
+
+
+def value_to_json(value: Any) -> Any:
+    """A scalar of a table (a category, a class, a missing-value marker) as JSON: str, int,
+    finite float, bool and None as themselves; NaN, infinities, ``pd.NA``, ``NaT`` and
+    timestamps as ``{"$": ...}`` tags. :func:`value_from_json` is its inverse (numpy scalars
+    come back as the equal Python scalar). Any other type raises
+    :class:`~dpshare.errors.UserInputError`: it cannot be saved without pickle."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if value is pd.NA:
+        return {"$": "NA"}
+    if value is pd.NaT:
+        return {"$": "NaT"}
+    if isinstance(value, Real):
+        number = float(value)
+        if math.isnan(number):
+            return {"$": "nan"}
+        if math.isinf(number):
+            return {"$": "inf" if number > 0 else "-inf"}
+        return number
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        stamp = pd.Timestamp(value)
+        if pd.isna(stamp):
+            return {"$": "NaT"}
+        return {"$": "timestamp", "value": stamp.isoformat()}
+    raise UserInputError(
+        f"value {value!r} of type {type(value).__name__} cannot be saved in a generator "
+        "artifact (JSON, no pickle); use numbers, strings, booleans or timestamps as values"
+    )
+
+
+_TAGS: dict[str, Any] = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "NA": pd.NA,
+    "NaT": pd.NaT,
+}
+
+
+def value_from_json(value: Any) -> Any:
+    """The scalar :func:`value_to_json` wrote."""
+    if isinstance(value, dict):
+        tag = value.get("$")
+        if tag == "timestamp":
+            return pd.Timestamp(value["value"])
+        if tag in _TAGS:
+            return _TAGS[tag]
+        raise UserInputError(f"unknown value tag {value!r} in a saved transformer")
+    return value
+
+
+def dtype_to_json(dtype: Any) -> Any:
+    """A column dtype as JSON: numpy and pandas dtypes by name (``"int64"``, ``"Int64"``,
+    ``"datetime64[ns]"``), a categorical dtype with its categories and order, a string dtype
+    with its storage and missing-value marker. Raises :class:`~dpshare.errors.UserInputError`
+    for a dtype the name does not rebuild exactly."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = dtype.categories
+        return {
+            "categorical": {
+                "categories": [value_to_json(c) for c in cats],
+                "categories_dtype": dtype_to_json(cats.dtype),
+                "ordered": bool(dtype.ordered),
+            }
+        }
+    if isinstance(dtype, pd.StringDtype):
+        na = "nan" if dtype.na_value is np.nan else "NA"
+        return {"string": {"storage": dtype.storage, "na_value": na}}
+    name = str(dtype)
+    try:
+        rebuilt = pd.api.types.pandas_dtype(name)
+    except TypeError:
+        rebuilt = None
+    if rebuilt is None or rebuilt != dtype:
+        raise UserInputError(
+            f"dtype {dtype!r} cannot be saved in a generator artifact (its name {name!r} does "
+            "not rebuild it); convert the column to a numpy, nullable, string or category dtype"
+        )
+    return name
+
+
+def dtype_from_json(spec: Any) -> Any:
+    """The dtype :func:`dtype_to_json` wrote."""
+    if isinstance(spec, str):
+        return pd.api.types.pandas_dtype(spec)
+    if isinstance(spec, dict) and "categorical" in spec:
+        cat = spec["categorical"]
+        categories = pd.Index(
+            [value_from_json(c) for c in cat["categories"]],
+            dtype=dtype_from_json(cat["categories_dtype"]),
+        )
+        return pd.CategoricalDtype(categories, ordered=bool(cat["ordered"]))
+    if isinstance(spec, dict) and "string" in spec:
+        string = spec["string"]
+        na_value = np.nan if string["na_value"] == "nan" else pd.NA
+        return pd.StringDtype(storage=string["storage"], na_value=na_value)
+    raise UserInputError(f"unknown dtype {spec!r} in a saved transformer")
+
+
+def _tree_to_json(obj: Any) -> Any:
+    """Nested mappings / sequences of scalars (a DP release's statistics) as JSON."""
+    if isinstance(obj, Mapping):
+        return {str(k): _tree_to_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_tree_to_json(v) for v in obj]
+    return value_to_json(obj)
+
+
+def _tree_from_json(obj: Any) -> Any:
+    """:func:`_tree_to_json`'s inverse, with sequences as tuples (as a release holds them)."""
+    if isinstance(obj, dict) and "$" not in obj:
+        return {k: _tree_from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return tuple(_tree_from_json(v) for v in obj)
+    return value_from_json(obj)
+
+
+def _encoder_to_json(encoder: _Encoder) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": encoder.kind,
+        "name": value_to_json(encoder.name),
+        "dtype": dtype_to_json(encoder.dtype),
+        "has_missing": bool(encoder.has_missing),
+        "spans": [[name, kind, int(width)] for name, kind, width in encoder.spans_rel],
+    }
+    if isinstance(encoder, _ContinuousEncoder):
+        qt = encoder.quantile_transformer
+        out.update(
+            mode=encoder.mode,
+            low=value_to_json(encoder.low),
+            high=value_to_json(encoder.high),
+            clipped_by_quantiles=encoder.clipped_by_quantiles,
+            clipped_by_bounds=encoder.clipped_by_bounds,
+            public_scaling=encoder.public_scaling,
+            impute_value=value_to_json(encoder.impute_value),
+            mean=value_to_json(encoder.mean),
+            std=value_to_json(encoder.std),
+            quantile_transformer=None
+            if qt is None
+            else {
+                "n_quantiles": int(qt.n_quantiles),
+                "n_quantiles_": int(qt.n_quantiles_),
+                "output_distribution": qt.output_distribution,
+                "random_state": qt.random_state,
+                "quantiles": [float(v) for v in np.asarray(qt.quantiles_)[:, 0]],
+                "references": [float(v) for v in np.asarray(qt.references_)],
+            },
+        )
+    elif isinstance(encoder, _CategoricalEncoder):
+        out.update(
+            categories=[value_to_json(c) for c in encoder.categories],
+            null_value=value_to_json(encoder.null_value),
+            unknown_as_missing=encoder.unknown_as_missing,
+        )
+    elif isinstance(encoder, _DatetimeEncoder):
+        out.update(
+            unit=encoder.unit,
+            min_int=int(encoder.min_int),
+            max_int=int(encoder.max_int),
+            mean=value_to_json(encoder.mean),
+            std=value_to_json(encoder.std),
+            impute_int=int(encoder.impute_int),
+            clip_to_range=encoder.clip_to_range,
+        )
+    return out
+
+
+def _encoder_from_json(spec: Mapping[str, Any]) -> _Encoder:
+    common: dict[str, Any] = {
+        "name": value_from_json(spec["name"]),
+        "dtype": dtype_from_json(spec["dtype"]),
+        "has_missing": bool(spec["has_missing"]),
+        "spans_rel": [(str(n), k, int(w)) for n, k, w in spec["spans"]],
+    }
+    kind = spec["kind"]
+    encoder: _Encoder
+    if kind == "continuous":
+        qt_spec = spec["quantile_transformer"]
+        qt = None
+        if qt_spec is not None:
+            qt = QuantileTransformer(
+                output_distribution=qt_spec["output_distribution"],
+                n_quantiles=int(qt_spec["n_quantiles"]),
+                subsample=None,
+                random_state=qt_spec["random_state"],
+            )
+            qt.n_quantiles_ = int(qt_spec["n_quantiles_"])
+            qt.quantiles_ = np.asarray(qt_spec["quantiles"], dtype=np.float64).reshape(-1, 1)
+            qt.references_ = np.asarray(qt_spec["references"], dtype=np.float64)
+            qt.n_features_in_ = 1
+        encoder = _ContinuousEncoder(
+            **common,
+            mode=spec["mode"],
+            low=value_from_json(spec["low"]),
+            high=value_from_json(spec["high"]),
+            clipped_by_quantiles=bool(spec["clipped_by_quantiles"]),
+            clipped_by_bounds=bool(spec["clipped_by_bounds"]),
+            public_scaling=bool(spec["public_scaling"]),
+            impute_value=value_from_json(spec["impute_value"]),
+            mean=value_from_json(spec["mean"]),
+            std=value_from_json(spec["std"]),
+            quantile_transformer=qt,
+        )
+    elif kind == "categorical":
+        cat = _CategoricalEncoder(
+            **common,
+            null_value=value_from_json(spec["null_value"]),
+            unknown_as_missing=bool(spec["unknown_as_missing"]),
+        )
+        values = [value_from_json(c) for c in spec["categories"]]
+        cat.categories = np.empty(len(values), dtype=object)
+        cat.categories[:] = values
+        cat._index = pd.Index(cat.categories, dtype=object)
+        encoder = cat
+    elif kind == "datetime":
+        encoder = _DatetimeEncoder(
+            **common,
+            unit=spec["unit"],
+            min_int=int(spec["min_int"]),
+            max_int=int(spec["max_int"]),
+            mean=value_from_json(spec["mean"]),
+            std=value_from_json(spec["std"]),
+            impute_int=int(spec["impute_int"]),
+            clip_to_range=bool(spec["clip_to_range"]),
+        )
+    else:
+        raise UserInputError(f"unknown encoder kind {kind!r} in a saved transformer")
+    return encoder
+
+
+# --------------------------------------------------------------------------------------------
 # The transformer
 # --------------------------------------------------------------------------------------------
 
@@ -1726,6 +1969,105 @@ class TabularTransformer:
     ) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same frame."""
         return self.fit(frame, column_kinds).transform(frame)
+
+    # ---------------------------------------------------------------- JSON form (no pickle)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted transformer as JSON-able data (:meth:`from_dict` rebuilds it exactly):
+        settings, every column's encoder (dtype, categories, bounds, means, stds, the
+        quantile transformer's quantiles in ``quantile`` mode), the recorded accesses and the
+        DP release (:class:`DPRelease`, the noisy vector and its post-processed statistics; the
+        noise seed is never part of it). After :meth:`fit` these are EXACT statistics of the
+        real records (a non-private access, listed in the run's ledger); after :meth:`fit_dp`
+        a DP release; after :meth:`fit_public` only declared bounds."""
+        self._require_fitted("to_dict")
+        assert self._dtypes is not None
+        release = self._release
+        return {
+            "continuous_mode": self.continuous_mode,
+            "clip_quantiles": None if self.clip_quantiles is None else list(self.clip_quantiles),
+            "max_categories": self.max_categories,
+            "n_quantiles": self.n_quantiles,
+            "seed": self.seed,
+            "fit": "public_bounds"
+            if self._public_fit
+            else "dp_release"
+            if release is not None
+            else "raw",
+            "encoders": [_encoder_to_json(e) for e in self._encoders],
+            "dtypes": [
+                [value_to_json(name), dtype_to_json(dtype)] for name, dtype in self._dtypes.items()
+            ],
+            "accesses": [
+                {
+                    "column": a.column,
+                    "statistic": a.statistic,
+                    "detail": a.detail,
+                    "differentially_private": a.differentially_private,
+                }
+                for a in self._accesses
+            ],
+            "release": None
+            if release is None
+            else {
+                "mechanism": release.mechanism,
+                "noise_multiplier": release.noise_multiplier,
+                "l2_sensitivity": release.l2_sensitivity,
+                "n_coordinates": release.n_coordinates,
+                "records": release.records,
+                "columns": list(release.columns),
+                "noise_std": release.noise_std,
+                "coordinates": list(release.coordinates),
+                "noisy_statistics": [value_to_json(v) for v in release.noisy_statistics],
+                "statistics": _tree_to_json(release.statistics),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> TabularTransformer:
+        """The fitted transformer :meth:`to_dict` wrote; reads no record."""
+        clip = spec["clip_quantiles"]
+        transformer = cls(
+            continuous_mode=spec["continuous_mode"],
+            clip_quantiles=None if clip is None else (float(clip[0]), float(clip[1])),
+            max_categories=int(spec["max_categories"]),
+            n_quantiles=int(spec["n_quantiles"]),
+            seed=int(spec["seed"]),
+        )
+        encoders = [_encoder_from_json(e) for e in spec["encoders"]]
+        names = [value_from_json(n) for n, _ in spec["dtypes"]]
+        dtypes = pd.Series(
+            [dtype_from_json(d) for _, d in spec["dtypes"]], index=pd.Index(names), dtype=object
+        )
+        accesses = [
+            StatisticAccess(
+                str(a["column"]),
+                str(a["statistic"]),
+                str(a["detail"]),
+                bool(a["differentially_private"]),
+            )
+            for a in spec["accesses"]
+        ]
+        transformer._install(encoders, accesses, dtypes)
+        transformer._public_fit = spec["fit"] == "public_bounds"
+        rel = spec["release"]
+        if rel is not None:
+            statistics = _tree_from_json(rel["statistics"])
+            transformer._release = DPRelease(
+                mechanism=str(rel["mechanism"]),
+                noise_multiplier=float(rel["noise_multiplier"]),
+                l2_sensitivity=float(rel["l2_sensitivity"]),
+                n_coordinates=int(rel["n_coordinates"]),
+                records=int(rel["records"]),
+                columns=tuple(str(c) for c in rel["columns"]),
+                noise_std=float(rel["noise_std"]),
+                coordinates=tuple(str(c) for c in rel["coordinates"]),
+                noisy_statistics=tuple(float(value_from_json(v)) for v in rel["noisy_statistics"]),
+                statistics=MappingProxyType(
+                    {col: MappingProxyType(dict(stats)) for col, stats in statistics.items()}
+                ),
+            )
+        return transformer
 
     def __repr__(self) -> str:
         state = f"output_dim={self.output_dim}" if self._fitted else "unfitted"

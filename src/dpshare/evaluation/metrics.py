@@ -105,6 +105,40 @@ for _info in (
         "recall of the least frequent class of the real train split",
     ),
     MetricInfo(
+        "utility/minority_recall_valthr",
+        "utility",
+        "maximize",
+        "fraction",
+        (0.0, 1.0),
+        "recall of the minority class at the decision threshold chosen on the real "
+        "validation split (best minority F1 there), scored on the test split",
+    ),
+    MetricInfo(
+        "utility/minority_precision_valthr",
+        "utility",
+        "maximize",
+        "fraction",
+        (0.0, 1.0),
+        "precision of the minority class at the validation-chosen threshold",
+    ),
+    MetricInfo(
+        "utility/minority_f1_valthr",
+        "utility",
+        "maximize",
+        "fraction",
+        (0.0, 1.0),
+        "F1 of the minority class at the validation-chosen threshold",
+    ),
+    MetricInfo(
+        "utility/valthr",
+        "utility",
+        "none",
+        "probability",
+        (0.0, 1.0),
+        "the decision threshold on the minority class's probability chosen on the validation "
+        "split (best minority F1 there)",
+    ),
+    MetricInfo(
         "utility/single_class",
         "utility",
         "none",

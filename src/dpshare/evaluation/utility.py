@@ -5,7 +5,12 @@ Keys written (``<scheme>`` is ``tstr`` or ``trtr``; ``<model>`` a key of
 :data:`DOWNSTREAM_MODELS`): ``utility/<model>/<scheme>_<metric>`` for every model and
 ``utility/<scheme>_<metric>`` for the configured primary model. Metric meanings are in
 :mod:`dpshare.evaluation.metrics`. No threshold tuning and no model selection touch the test
-split: models use fixed hyper-parameters and the default 0.5 decision threshold.
+split: models use fixed hyper-parameters and the default 0.5 decision threshold. For a binary
+task with a rare class, ``0.5`` often predicts the minority never (F1 0.000); with a
+``validation`` split the decision threshold on the minority class's probability is also chosen
+there (the one with the best minority F1 on the real validation records, never on test) and
+the minority recall, precision and F1 at that threshold are reported as ``..._valthr`` keys
+(:func:`choose_threshold`).
 """
 
 from __future__ import annotations
@@ -73,6 +78,38 @@ def _scores(
     return {k: float(v) for k, v in out.items()}
 
 
+def choose_threshold(y_true: np.ndarray, score: np.ndarray, minority_label: Any) -> float:
+    """The decision threshold on ``score`` (the predicted probability of ``minority_label``)
+    with the best F1 of that class on these (validation) records; ties go to the lower
+    threshold. Candidates are the distinct scores, so every achievable split is tried."""
+    positive = np.asarray(y_true) == minority_label
+    order = np.argsort(-score, kind="stable")
+    s, hit = score[order], positive[order].astype(np.int64)
+    true_pos = np.cumsum(hit)
+    predicted = np.arange(1, len(s) + 1)
+    last = np.r_[s[1:] != s[:-1], True]  # the last index of each distinct score
+    tp, pp = true_pos[last], predicted[last]
+    total = max(int(positive.sum()), 1)
+    f1 = 2 * tp / (pp + total)
+    best = int(np.flatnonzero(f1 == f1.max())[-1])  # lowest threshold among the best
+    return float(s[last][best])
+
+
+def _threshold_scores(
+    y_true: np.ndarray, score: np.ndarray, threshold: float, minority_label: Any
+) -> dict[str, float]:
+    """Minority precision / recall / F1 when predicting the minority at ``score >=
+    threshold``."""
+    positive = np.asarray(y_true) == minority_label
+    predicted = score >= threshold
+    return {
+        "minority_recall_valthr": float(recall_score(positive, predicted, zero_division=0)),
+        "minority_precision_valthr": float(precision_score(positive, predicted, zero_division=0)),
+        "minority_f1_valthr": float(f1_score(positive, predicted, zero_division=0)),
+        "valthr": float(threshold),
+    }
+
+
 def fit_downstream(
     model: str | Any,
     train: pd.DataFrame,
@@ -115,13 +152,35 @@ def _fit_and_score(
     positive_label: Any,
     minority_label: Any,
     seed: int,
+    validation: pd.DataFrame | None = None,
 ) -> dict[str, float] | None:
     """Scores of one model trained on ``train``; None when ``train`` has a single class."""
     predict_proba = fit_downstream(model_name, train, target=target, classes=classes, seed=seed)
     if predict_proba is None:
         return None
     proba = predict_proba(test)
-    return _scores(test[target].to_numpy(), proba, classes, positive_label, minority_label)
+    out = _scores(test[target].to_numpy(), proba, classes, positive_label, minority_label)
+    if validation is not None and len(classes) == 2:
+        out |= _valthr_scores(predict_proba, validation, test, target, classes, minority_label)
+    return out
+
+
+def _valthr_scores(
+    predict_proba: Callable[[pd.DataFrame], np.ndarray],
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    classes: np.ndarray,
+    minority_label: Any,
+) -> dict[str, float]:
+    """Threshold chosen on the validation split, minority scores at it on the test split."""
+    col = int(np.flatnonzero(classes == minority_label)[0])
+    threshold = choose_threshold(
+        validation[target].to_numpy(), predict_proba(validation)[:, col], minority_label
+    )
+    return _threshold_scores(
+        test[target].to_numpy(), predict_proba(test)[:, col], threshold, minority_label
+    )
 
 
 def evaluate_utility(
@@ -137,8 +196,11 @@ def evaluate_utility(
     max_train_rows: int | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> dict[str, float | None]:
-    """TSTR (and TRTR) scores on ``real_test``. Returns flat ``utility/...`` keys.
+    """TSTR (and TRTR) scores on ``real_test``. Returns flat ``utility/...`` keys; with a
+    real ``validation`` split and a binary target also the ``..._valthr`` minority scores at
+    the threshold chosen on it (module docstring).
 
     TRTR depends only on the real splits and the evaluation settings, so a sweep would refit the
     same real-data models at every point; with ``cache_dir`` its scores are kept in
@@ -159,6 +221,7 @@ def evaluate_utility(
     classes = np.unique(real_train[target].to_numpy())
     counts = real_train[target].value_counts()
     minority_label = counts.idxmin()
+    binary = len(classes) == 2
 
     def cap(frame: pd.DataFrame) -> pd.DataFrame:
         if max_train_rows is None or len(frame) <= max_train_rows:
@@ -175,7 +238,14 @@ def evaluate_utility(
                 / "trtr"
                 / (
                     _trtr_key(
-                        real_train, real_test, target, models, primary_model, max_train_rows, seed
+                        real_train,
+                        real_test,
+                        target,
+                        models,
+                        primary_model,
+                        max_train_rows,
+                        seed,
+                        validation,
                     )
                     + ".json"
                 )
@@ -188,11 +258,20 @@ def evaluate_utility(
     for scheme, table in tables.items():
         for name in models:
             scores = _fit_and_score(
-                name, table, real_test, target, classes, positive_label, minority_label, seed
+                name,
+                table,
+                real_test,
+                target,
+                classes,
+                positive_label,
+                minority_label,
+                seed,
+                validation,
             )
             if scores is None:
                 single_class = 1
-            for metric in ("accuracy", "precision", "recall", "f1", "auc", "minority_recall"):
+            names = METRIC_NAMES + (VALTHR_NAMES if validation is not None and binary else ())
+            for metric in names:
                 value = None if scores is None else scores[metric]
                 out[f"utility/{_SHORT.get(name, name)}/{scheme}_{metric}"] = value
                 if name == primary_model:
@@ -201,13 +280,21 @@ def evaluate_utility(
         records.write_json(cache_file, {k: v for k, v in out.items() if "/trtr_" in k})
     if synthetic is not None:
         out["utility/tstr_single_class"] = single_class
-        for metric in METRIC_NAMES:
-            out[f"utility/downstream_{metric}"] = out[f"utility/tstr_{metric}"]
+        for metric in METRIC_NAMES + VALTHR_NAMES:
+            if f"utility/tstr_{metric}" in out:
+                out[f"utility/downstream_{metric}"] = out[f"utility/tstr_{metric}"]
     return out
 
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "auc", "minority_recall")
-TRTR_CACHE_VERSION = "trtr-v1"  # bump when the downstream models or their scoring change
+# binary targets with a validation split: minority scores at the validation-chosen threshold
+VALTHR_NAMES = (
+    "minority_recall_valthr",
+    "minority_precision_valthr",
+    "minority_f1_valthr",
+    "valthr",
+)
+TRTR_CACHE_VERSION = "trtr-v2"  # bump when the downstream models or their scoring change
 
 
 def _trtr_key(
@@ -218,6 +305,7 @@ def _trtr_key(
     primary_model: str,
     max_train_rows: int | None,
     seed: int,
+    validation: pd.DataFrame | None = None,
 ) -> str:
     """What a TRTR score depends on, hashed: the splits' bytes (rows, order and dtypes), the
     settings and the versions of the libraries that fit the models."""
@@ -225,7 +313,7 @@ def _trtr_key(
     import torch
 
     digest = hashlib.sha1()
-    for frame in (real_train, real_test):
+    for frame in (real_train, real_test, *([] if validation is None else [validation])):
         digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
         digest.update(repr(list(zip(frame.columns, map(str, frame.dtypes), strict=True))).encode())
     settings = [
@@ -265,6 +353,7 @@ def evaluate_released_model(
     max_train_rows: int | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> dict[str, float | None]:
     """Scores of a released classifier (DP-LR, FedAvg) on ``real_test``, as
     ``utility/model_<metric>`` and ``utility/downstream_<metric>``, beside the same TRTR
@@ -284,10 +373,23 @@ def evaluate_released_model(
         if len(hit):
             proba[:, int(hit[0])] = proba_known[:, j]
     scores = _scores(real_test[target].to_numpy(), proba, classes, positive_label, minority_label)
+    if validation is not None and len(classes) == 2:
+
+        def aligned(frame: pd.DataFrame) -> np.ndarray:
+            known = np.asarray(predict_proba(frame.drop(columns=[target])), dtype=float)
+            full = np.zeros((len(frame), len(classes)))
+            for j, c in enumerate(model_classes):
+                hit = np.flatnonzero(classes == c)
+                if len(hit):
+                    full[:, int(hit[0])] = known[:, j]
+            return full
+
+        scores |= _valthr_scores(aligned, validation, real_test, target, classes, minority_label)
     out: dict[str, float | None] = {}
-    for metric in METRIC_NAMES:
-        out[f"utility/model_{metric}"] = scores[metric]
-        out[f"utility/downstream_{metric}"] = scores[metric]
+    for metric in METRIC_NAMES + VALTHR_NAMES:
+        if metric in scores:
+            out[f"utility/model_{metric}"] = scores[metric]
+            out[f"utility/downstream_{metric}"] = scores[metric]
     if trtr:
         out.update(
             evaluate_utility(
@@ -302,6 +404,7 @@ def evaluate_released_model(
                 max_train_rows=max_train_rows,
                 seed=seed,
                 cache_dir=cache_dir,
+                validation=validation,
             )
         )
     return out

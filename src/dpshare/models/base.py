@@ -53,6 +53,23 @@ class SyntheticDataMethod(ABC):
         """Make :meth:`sample` draw from a state returned by :meth:`snapshot_state`."""
         raise NotImplementedError
 
+    def sampling_state(self) -> dict[str, Any]:
+        """JSON-able facts, beyond the method config, the released data description and the
+        weights of :meth:`state_dict`, that :meth:`for_sampling` needs to rebuild this
+        sampler from a saved run (:mod:`dpshare.artifact`). Only what was released and
+        charged to the run's ledger (or is public) may go in here."""
+        return {}
+
+    @classmethod
+    def for_sampling(cls, cfg: Any, datamodule: Any, state: Mapping[str, Any]) -> Any:
+        """A method that only samples, rebuilt from a saved run around ``datamodule`` (a
+        :class:`dpshare.artifact.SavedDataModule`: released statistics, no real record) and
+        ``state`` (:meth:`sampling_state`); the caller then loads the generator weights with
+        :meth:`load_snapshot_state`."""
+        from dpshare.errors import UserInputError
+
+        raise UserInputError(f"method={cls.name} cannot be rebuilt from a saved run")
+
 
 class ReleasedModelMethod(ABC):
     """A method whose released artifact is a classifier of the dataset's target: ``fit`` reads

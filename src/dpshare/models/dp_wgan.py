@@ -270,7 +270,7 @@ class DPWGANModule(pl.LightningModule):
             n_classes=self.n_classes,
             channels=critic_channels,
             norm=critic_norm,
-            hidden=list(critic_hidden or [512, 256]),
+            hidden=[512, 256] if critic_hidden is None else list(critic_hidden),
         )
         self.loss_name = loss
         # the released generator: an exponential moving average of the trained one's weights
@@ -301,11 +301,16 @@ class DPWGANModule(pl.LightningModule):
         return torch.multinomial(p, n, replacement=True, generator=generator)
 
     def generate(
-        self, labels: torch.Tensor, *, hard: bool = True, generator: torch.Generator | None = None
+        self,
+        labels: torch.Tensor,
+        *,
+        hard: bool = True,
+        generator: torch.Generator | None = None,
+        gumbel_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Generated images for ``labels``, flattened to ``(n, 784)`` in [-1, 1] (the encoded
-        pixel columns). ``hard`` is accepted for the shared sampling code (pixels have no
-        discrete part)."""
+        pixel columns). ``hard`` and ``gumbel_generator`` are accepted for the shared sampling
+        code (pixels have no discrete part)."""
         z = torch.randn(len(labels), self.latent_dim, device=labels.device, generator=generator)
         net = self.generator
         if not self.training and self.generator_ema is not None:

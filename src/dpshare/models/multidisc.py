@@ -502,8 +502,11 @@ class MultiDiscGANModule(pl.LightningModule):
         *,
         hard: bool,
         generator: torch.Generator | None = None,
+        gumbel_generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
-        """(activated rows, window or None, condition vector, raw head outputs)."""
+        """(activated rows, window or None, condition vector, raw head outputs); the noise from
+        ``generator``, the Gumbel noise of categorical spans from ``gumbel_generator``
+        (``None``: torch's global generator)."""
         n = len(labels)
         z = torch.randn(n, self.latent_dim, device=labels.device, generator=generator)
         step_noise = None
@@ -518,7 +521,7 @@ class MultiDiscGANModule(pl.LightningModule):
             )
         c = self.condition_vector(labels, picks)
         raw, seq = self.generator.forward_all(z, c, step_noise)
-        x = self.generator.activate(raw, tau=self.gumbel_tau, hard=hard)
+        x = self.generator.activate(raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator)
         return x, seq, c, raw
 
     def mode_coverage(self, x: torch.Tensor) -> float:
@@ -757,7 +760,59 @@ class MultiDiscGAN(StandardGAN):
         if dm.s_train is not None:
             seq_shape = (int(dm.s_train.shape[1]), int(dm.s_train.shape[2]))
         log.info("multidisc_gan heads: %s (shared trunk: %s)", self.heads, cfg.shared_trunk)
-        module = MultiDiscGANModule(
+        module = self._make_module(cfg, dm, priors=priors, sequence_shape=seq_shape)
+        module.real_sequences = dm.s_train
+        return module
+
+    def sampling_state(self) -> dict[str, Any]:
+        """Heads, window shape and the condition priors the generator draws conditions from
+        (the transformer's DP release, or in a non-private run the train split, listed in the
+        ledger as ``condition_marginals``), as the module holds them (float32)."""
+        module = self.module
+        priors = [
+            getattr(module, f"condition_prior_{i}").tolist()
+            for i in range(len(self.condition_spans))
+        ]
+        shape = module.sequence_shape
+        state: dict[str, Any] = {
+            "heads": list(self.heads),
+            "sequence_shape": None if shape is None else [int(v) for v in shape],
+            "condition_priors": priors,
+            "released_marginals": None,
+        }
+        dm = self.datamodule
+        read = any(e.module == "refine_marginals" for e in dm.ledger.entries)
+        if dm.transformer.release is None and read:
+            # a non-private run whose sampling already read (and listed) the train marginals;
+            # otherwise they were never read, and a loaded run refuses match_marginals
+            cols = _marginal_columns(dm, exclude=set(self.cfg.condition_columns))
+            state["released_marginals"] = _train_marginals(dm.train_frame, cols)
+        return state
+
+    def restore_sampling(self, state: Mapping[str, Any]) -> None:
+        self.heads = [str(h) for h in state["heads"]]
+        self.synthetic_sequences = None
+        dm = self.datamodule
+        dm.released_marginals = state.get("released_marginals")
+        self.condition_spans = _condition_spans(dm, list(self.cfg.condition_columns))
+        shape = state["sequence_shape"]
+        self.module = self._make_module(
+            self.cfg,
+            dm,
+            priors=[list(p) for p in state["condition_priors"]],
+            sequence_shape=None if shape is None else (int(shape[0]), int(shape[1])),
+        )
+
+    def _make_module(
+        self,
+        cfg: Any,
+        dm: Any,
+        *,
+        priors: Sequence[Sequence[float]],
+        sequence_shape: tuple[int, int] | None,
+    ) -> MultiDiscGANModule:
+        seq_shape = sequence_shape
+        return MultiDiscGANModule(
             spans=dm.output_spans,
             class_prior=dm.class_prior.tolist(),
             condition_spans=self.condition_spans,
@@ -792,8 +847,6 @@ class MultiDiscGAN(StandardGAN):
             seed=int(dm.seed),
             private=self.private,
         )
-        module.real_sequences = dm.s_train
-        return module
 
     def fit(self, trainer: pl.Trainer) -> None:
         super().fit(trainer)
@@ -911,7 +964,9 @@ class MultiDiscGAN(StandardGAN):
             labels, picks = module.sample_conditions(
                 size, class_probs=class_probs, condition_probs=condition_probs, generator=generator
             )
-            x, s, _, _ = module.generate(labels, picks, hard=True, generator=generator)
+            x, s, _, _ = module.generate(
+                labels, picks, hard=True, generator=generator, gumbel_generator=generator
+            )
             xs.append(x.cpu().numpy())
             ys.append(labels.cpu().numpy())
             if s is not None:
@@ -1063,12 +1118,7 @@ def _condition_prior(dm: TabularDataModule, column: str, span: OutputSpan) -> li
 def _released_marginals(dm: TabularDataModule, *, exclude: set[str]) -> dict[str, dict[str, float]]:
     """Category frequencies of every categorical feature: the DP release, or (non-private run)
     the train split, listed in the ledger."""
-    kinds = {
-        sp.source_column
-        for sp in dm.output_spans
-        if sp.kind == "categorical" and sp.column == sp.source_column
-    }
-    cols = [c for c in dm.data.feature_columns if c in kinds and c not in exclude]
+    cols = _marginal_columns(dm, exclude=exclude)
     release = dm.transformer.release
     out: dict[str, dict[str, float]] = {}
     if release is not None:
@@ -1078,14 +1128,33 @@ def _released_marginals(dm: TabularDataModule, *, exclude: set[str]) -> dict[str
             except UserInputError:
                 continue
         return out
-    for col in cols:
-        vc = dm.train_frame[col].astype(object).astype(str).value_counts(normalize=True)
-        out[col] = {str(k): float(v) for k, v in vc.items()}
+    if dm.train_frame is None:  # a saved run (dpshare.artifact): no real record to read
+        return dm.saved_marginals(cols)  # type: ignore[no-any-return,attr-defined]
+    out = _train_marginals(dm.train_frame, cols)
     dm.ledger.record_non_private(
         module="refine_marginals",
         purpose="category frequencies of the train split for marginal correction",
         records=dm.n_train,
     )
+    return out
+
+
+def _marginal_columns(dm: Any, *, exclude: set[str]) -> list[str]:
+    """The categorical feature columns whose frequencies ``match_marginals`` targets."""
+    kinds = {
+        sp.source_column
+        for sp in dm.output_spans
+        if sp.kind == "categorical" and sp.column == sp.source_column
+    }
+    return [c for c in dm.data.feature_columns if c in kinds and c not in exclude]
+
+
+def _train_marginals(train: pd.DataFrame, cols: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Category frequencies (values as strings) of ``cols`` on the train split: a raw read."""
+    out: dict[str, dict[str, float]] = {}
+    for col in cols:
+        vc = train[col].astype(object).astype(str).value_counts(normalize=True)
+        out[col] = {str(k): float(v) for k, v in vc.items()}
     return out
 
 

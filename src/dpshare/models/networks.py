@@ -71,16 +71,44 @@ class ConditionalGenerator(nn.Module):
             h = torch.cat([h, condition], dim=1)
         return self.head(h)
 
-    def activate(self, raw: torch.Tensor, *, tau: float, hard: bool) -> torch.Tensor:
+    def activate(
+        self,
+        raw: torch.Tensor,
+        *,
+        tau: float,
+        hard: bool,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Per-span activation: identity for continuous spans; Gumbel-softmax for categorical
-        spans (``hard=True`` returns one-hot samples, used when sampling synthetic rows)."""
+        spans (``hard=True`` returns one-hot samples, used when sampling synthetic rows).
+
+        ``generator``: draw the Gumbel noise from it, so that sampled rows depend on the
+        sampling seed alone (a saved run then reproduces its table, :mod:`dpshare.artifact`);
+        ``None`` draws it from torch's global generator (training steps)."""
         parts = []
         for span in self.spans:
             block = raw[:, span.start : span.end]
             if span.kind == "categorical":
-                block = F.gumbel_softmax(block, tau=tau, hard=hard, dim=1)
+                if generator is None:
+                    block = F.gumbel_softmax(block, tau=tau, hard=hard, dim=1)
+                else:
+                    block = _seeded_gumbel_softmax(block, tau=tau, hard=hard, generator=generator)
             parts.append(block)
         return torch.cat(parts, dim=1)
+
+
+def _seeded_gumbel_softmax(
+    logits: torch.Tensor, *, tau: float, hard: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """``F.gumbel_softmax(logits, tau, hard, dim=1)`` with the Gumbel noise drawn from
+    ``generator`` (the same formula: ``-log(Exp(1))`` noise, softmax, straight-through one-hot)."""
+    exponential = torch.empty_like(logits).exponential_(generator=generator)
+    y_soft = ((logits - exponential.log()) / tau).softmax(dim=1)
+    if not hard:
+        return y_soft
+    index = y_soft.argmax(dim=1, keepdim=True)
+    y_hard = torch.zeros_like(logits).scatter_(1, index, 1.0)
+    return y_hard - y_soft.detach() + y_soft
 
 
 class MLPDiscriminator(nn.Module):

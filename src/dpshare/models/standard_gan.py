@@ -125,10 +125,15 @@ class ConditionalGAN(pl.LightningModule):
         *,
         hard: bool,
         generator: torch.Generator | None = None,
+        gumbel_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """Activated rows for ``labels``: ``z`` from ``generator``, the Gumbel noise of the
+        categorical spans from ``gumbel_generator`` (``None``: torch's global generator)."""
         z = torch.randn(len(labels), self.latent_dim, device=labels.device, generator=generator)
         raw = self.generator(z, self.condition(labels))
-        return self.generator.activate(raw, tau=self.gumbel_tau, hard=hard)
+        return self.generator.activate(
+            raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator
+        )
 
     # ------------------------------------------------- what the signal monitor calls
     def monitor_sample(
@@ -357,7 +362,10 @@ class StandardGAN(SyntheticDataMethod):
         for start in range(0, n, 10_000):
             size = min(10_000, n - start)
             labels = module.sample_labels(size, probs, generator=generator)
-            xs.append(module.generate(labels, hard=True, generator=generator).cpu().numpy())
+            rows = module.generate(
+                labels, hard=True, generator=generator, gumbel_generator=generator
+            )
+            xs.append(rows.cpu().numpy())
             ys.append(labels.cpu().numpy())
         module.train()
         return self.datamodule.decode(np.concatenate(xs), np.concatenate(ys))
@@ -374,6 +382,25 @@ class StandardGAN(SyntheticDataMethod):
 
     def load_snapshot_state(self, state: dict[str, Any]) -> None:
         self._released_generator().load_state_dict(state["generator"])
+
+    @classmethod
+    def for_sampling(cls, cfg: Any, datamodule: Any, state: Mapping[str, Any]) -> StandardGAN:
+        """The sampler of a saved run (:mod:`dpshare.artifact`): the same module as the fitted
+        method, built from the saved config and ``datamodule`` (released statistics only), with
+        no DP machinery, no ledger and no train split."""
+        method = cls.__new__(cls)
+        method.cfg = cfg
+        method.datamodule = datamodule
+        method.plan = None
+        method.private = None
+        method.restore_sampling(state)
+        return method
+
+    def restore_sampling(self, state: Mapping[str, Any]) -> None:
+        """Build :attr:`module` for :meth:`for_sampling` (subclasses restore what their
+        :meth:`sampling_state` saved)."""
+        self.prepare_datamodule(self.datamodule)
+        self.module = self.build_module(self.cfg, self.datamodule)
 
 
 def _class_mix_to_probs(class_mix: Mapping[Any, float], classes: np.ndarray) -> torch.Tensor:

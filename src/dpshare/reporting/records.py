@@ -8,6 +8,8 @@ Layout of a run directory (Hydra's output dir):
 - ``privacy_ledger.json``: every access to real records.
 - ``synthetic.parquet`` (dtype-faithful) and ``synthetic.csv``; ``synthetic_schema.json``.
 - ``model.pt``: the released weights (generator).
+- ``generator.json`` + ``generator.pt``: the saved generator (generator methods): everything
+  sampling needs, JSON and plain tensors, SHA-256 in ``run.json`` (:mod:`dpshare.artifact`).
 - ``csv/metrics.csv``: Lightning's per-step logs.
 - ``metrics.json``: flat ``namespace/name`` -> number; written LAST, so its presence marks a
   complete record.
