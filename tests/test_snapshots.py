@@ -20,12 +20,13 @@ from dpshare.report import load_records
 from dpshare.snapshots import SNAPSHOT_DIR
 from dpshare.train import train, train_method
 
-# sigma 2 on ~1,750 train rows, batch 200: the run's own point (epsilon 3) allows the most steps
+# sigma 1.5 on ~1,750 train rows, batch 200: the run's own point (epsilon 3) allows the most
+# steps (58), the snapshots 3 and 14
 BUDGET = [
     "privacy=fixed",
     "privacy.target_epsilon=3.0",
     "privacy.target_delta=1e-4",
-    "privacy.noise_multiplier=2.0",
+    "privacy.noise_multiplier=1.5",
     "privacy.training_length=budget",
     "eval.models=[logistic_regression]",
     "eval.primary_model=logistic_regression",
@@ -100,9 +101,17 @@ def test_ledger_snapshot_is_a_frozen_copy_at_another_target() -> None:
     )
 
 
-def test_one_run_writes_a_complete_record_per_snapshot(tmp_path: Path) -> None:
-    cfg = compose_config([*TINY, *BUDGET, SNAPS], tmp_path / "run")
+@pytest.fixture(scope="module")
+def snapshot_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One budget run with two snapshots, trained once for the tests below."""
+    root = tmp_path_factory.mktemp("snapshots")
+    cfg = compose_config([*TINY, *BUDGET, SNAPS], root / "run")
     metrics, method = train_method(cfg)
+    return root, cfg, metrics, method
+
+
+def test_one_run_writes_a_complete_record_per_snapshot(snapshot_run) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, cfg, metrics, method = snapshot_run
     final = {k: v.clone() for k, v in method.module.generator.state_dict().items()}
     run_dir = tmp_path / "run"
     info = json.loads((run_dir / "run.json").read_text())
@@ -135,10 +144,9 @@ def test_one_run_writes_a_complete_record_per_snapshot(tmp_path: Path) -> None:
     assert sorted(r.get("privacy.target_epsilon") for r in recs if r.complete) == [1.0, 2.0, 3.0]
 
 
-def test_snapshot_models_differ_from_the_final_one(tmp_path: Path) -> None:
+def test_snapshot_models_differ_from_the_final_one(snapshot_run) -> None:  # type: ignore[no-untyped-def]
     """The snapshot record's released weights are those of its own step, not the final ones."""
-    cfg = compose_config([*TINY, *BUDGET, SNAPS], tmp_path / "run")
-    train(cfg)
+    tmp_path = snapshot_run[0]
     final = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["generator"]
     early = torch.load(
         tmp_path / "run" / SNAPSHOT_DIR / "eps1_delta0.0001" / "model.pt", weights_only=True
@@ -170,6 +178,8 @@ def test_a_release_variant_is_the_same_generator_sampled_another_way(tmp_path: P
             "privacy.target_delta=1e-4",
             "eval.fidelity=[]",
             "eval.attacks=[]",
+            "eval.models=[logistic_regression]",
+            "eval.primary_model=logistic_regression",
             "method.release_variants=[{class_mix: {1: 0.5, 0: 0.5}}]",
         ],
         tmp_path / "run",
@@ -200,6 +210,8 @@ def test_a_bad_release_variant_fails_alone(tmp_path: Path) -> None:
             *TINY,
             "eval.fidelity=[]",
             "eval.attacks=[]",
+            "eval.models=[logistic_regression]",
+            "eval.primary_model=logistic_regression",
             "method.release_variants=[{temperature: 2}]",
         ],
         tmp_path / "run",
