@@ -7,7 +7,7 @@ SCALE ?= smoke
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-random test-slow reproduce report audit bench lint format clean
+.PHONY: install install-peers test test-random test-slow reproduce report audit bench lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## The peer synthesizers (method=mst|aim|dpctgan|patectgan; docs/peers.md). smartnoise-synth pins
+## opacus<0.15 and, through smartnoise-sql, pandas<3: both clash with ours, so the two packages go
+## in with --no-deps after the extra (their other dependencies), and Opacus 0.14 goes into a side
+## directory that only dpctgan's child process puts on its path.
+PEERS_OPACUS := $(VENV)/dpshare-peers/opacus-0.14
+install-peers: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,peers]"
+	$(PY) -m pip install -q --no-deps smartnoise-synth==1.0.8 smartnoise-sql==1.0.10
+	$(PY) -m pip install -q --no-deps --upgrade --target $(PEERS_OPACUS) opacus==0.14.0
 
 ## Fast test suite (CPU, no network, a few minutes). CI runs this.
 test: $(STAMP)

@@ -55,6 +55,10 @@ EXTRA = {
     "bank_sim_epsilon",
     "tune_dpgan_mnist",
     "tune_bank_sim",
+    # the peer comparison (docs/peers.md)
+    "peers_bank_sim",
+    "peers_bank_marketing",
+    "peers_diabetes130",
 }
 SCALES = ("smoke", "cpu", "paper")
 

@@ -382,6 +382,17 @@ def _check_generator_run(run_dir: Path, run: dict[str, Any], metrics: dict[str, 
             "generator: there is nothing to sample; load a synthetic-data method's run "
             "(standard_gan, multidisc_gan, dp_wgan)"
         )
+    if isinstance(method, str) and method in METHODS.names():
+        method_cls = METHODS.get(method)
+        if not getattr(method_cls, "saves_generator", True):
+            # a peer library's model (docs/peers.md): its synthetic.parquet is the release
+            raise ArtifactError(
+                f"method={method} cannot be rebuilt from a saved run: the run in {run_dir} was "
+                f"fitted by an external library ({getattr(method_cls, 'library', 'a peer')}), "
+                "whose model dpshare does not save; release its synthetic.parquet "
+                "(python -m dpshare.release without --sample), or train it again with a larger "
+                "method.sample_size"
+            )
 
 
 def _check_digests(run_dir: Path, run: dict[str, Any]) -> None:

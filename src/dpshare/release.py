@@ -64,15 +64,15 @@ import yaml
 
 import dpshare
 from dpshare.errors import UserInputError
-from dpshare.privacy.accounting import compose_epsilon
 from dpshare.privacy.ledger import (
     DECLARED_PUBLIC,
     DP_MECHANISMS,
     DP_SGD,
-    GAUSSIAN,
-    NON_PRIVATE,
+    EXTERNAL,
+    MECHANISMS,
     SUBSAMPLED_GAUSSIAN,
     LedgerEntry,
+    compose_entries,
 )
 from dpshare.reporting import records
 
@@ -82,7 +82,6 @@ CARD_FORMAT = "dpshare-release-card/1"
 RELEASED_TABLE = "synthetic.parquet"
 RELEASED_CSV = "synthetic.csv"
 EXTRA_ARTIFACTS = ("synthetic_sequences.npy",)  # released with the table when the run made them
-MECHANISMS = (NON_PRIVATE, GAUSSIAN, DP_SGD, SUBSAMPLED_GAUSSIAN, DECLARED_PUBLIC)
 # relative tolerance for epsilon comparisons (float rounding of the RDP sums, JSON round trips)
 RELATIVE_TOLERANCE = 1e-6
 EXACT_COPY_METRIC = "attack/copies/exact_copy_share"
@@ -276,6 +275,11 @@ class LedgerView:
     def dp_entries(self) -> list[LedgerEntry]:
         return [e for e in self.entries if e.mechanism in DP_MECHANISMS]
 
+    @property
+    def external_entries(self) -> list[LedgerEntry]:
+        """Releases by another library under its own accounting (docs/peers.md)."""
+        return [e for e in self.entries if e.mechanism == EXTERNAL]
+
 
 def load_ledger(rec: RunRecord) -> LedgerView:
     """Check 3: the ledger exists and parses into entries; its epsilon is recomputed with the
@@ -306,6 +310,16 @@ def load_ledger(rec: RunRecord) -> LedgerView:
                 f"privacy ledger entry {i} ({entry.module}) has unknown mechanism "
                 f"{entry.mechanism!r} (known: {list(MECHANISMS)}); {fix}"
             )
+        if entry.mechanism == EXTERNAL:
+            claim = [_number(entry.parameters.get(k)) for k in ("epsilon", "delta")]
+            if any(v is None or not math.isfinite(v) or v < 0 for v in claim) or not all(
+                isinstance(entry.parameters.get(k), str) for k in ("library", "version")
+            ):
+                raise _refuse(
+                    f"privacy ledger entry {i} ({entry.module}) is an external release without "
+                    "the library, version, epsilon and delta its own accountant reported; "
+                    f"{fix}"
+                )
         entries.append(entry)
     accountant = record.get("accountant")
     delta = _number(record.get("target_delta"))
@@ -313,16 +327,8 @@ def load_ledger(rec: RunRecord) -> LedgerView:
         raise _refuse(f"the privacy ledger of {rec.run_dir} has no accountant or delta; {fix}")
     target = _number(record.get("target_epsilon"))
     try:
-        if all(e.differentially_private for e in entries):
-            runs = [
-                run
-                for e in entries
-                if e.mechanism in DP_MECHANISMS
-                for run in e.accounting_history()
-            ]
-            epsilon = compose_epsilon(runs, delta=delta, accountant=accountant)
-        else:
-            epsilon = math.inf
+        # the ledger's own composition rule (external releases by basic composition)
+        epsilon = compose_entries(entries, delta=delta, accountant=accountant)
     except UserInputError as exc:
         raise _refuse(
             f"the privacy ledger of {rec.run_dir} cannot be recomputed ({exc}); {fix}"
@@ -440,7 +446,7 @@ def non_private_reasons(rec: RunRecord, view: LedgerView) -> list[str]:
     if public:
         reads = "; ".join(f"{e.module}: {e.records} records, {e.purpose}" for e in public)
         reasons.append(f"records declared public were read with no protection ({reads})")
-    if not view.dp_entries:
+    if not view.dp_entries and not view.external_entries:
         reasons.append("the ledger holds no differentially private mechanism")
     if math.isinf(view.epsilon_spent) and not raw:
         reasons.append("the epsilon spent is infinite (a mechanism without noise)")
@@ -484,12 +490,25 @@ def check_budget(view: LedgerView, *, max_epsilon: float | None) -> Check:
             f"{view.target_delta:g}); pass --max-epsilon with the budget this release must "
             "respect"
         )
+    external = "; ".join(
+        f"{e.module}: {e.parameters['library']} {e.parameters['version']} reports epsilon "
+        f"{float(e.parameters['epsilon']):.4g} at delta {float(e.parameters['delta']):g} by its "
+        "own accounting"
+        for e in view.external_entries
+    )
     for name, limit in limits:
         if eps > limit * (1.0 + RELATIVE_TOLERANCE):
             raise _refuse(
                 f"epsilon spent {eps:.4g} (recomputed from the ledger, {view.accountant} "
-                f"accountant, delta {view.target_delta:g}) exceeds {name} {limit:.4g}; "
-                "train again with more noise or fewer steps within that budget"
+                f"accountant, delta {view.target_delta:g}"
+                + (f"; {external}" if external else "")
+                + f") exceeds {name} {limit:.4g}; "
+                + (
+                    "the library spent more than it was given: run it again with settings that "
+                    "stay within the budget (docs/peers.md), or release a method that does"
+                    if external
+                    else "train again with more noise or fewer steps within that budget"
+                )
             )
     within = " and ".join(f"{name} {limit:.4g}" for name, limit in limits)
     return Check("budget", f"epsilon spent {eps:.4g} <= {within} at delta {view.target_delta:g}")
@@ -815,6 +834,15 @@ def build_card(
             "n_train_records": view.record.get("n_records"),
             "epsilon_realized_schedule": _number(view.record.get("epsilon_realized_schedule")),
             "epsilon_by_mechanism": view.record.get("epsilon_by_mechanism"),
+            # releases made by other libraries under their own accounting (docs/peers.md)
+            "external_releases": [
+                {"module": e.module}
+                | {
+                    k: e.parameters.get(k)
+                    for k in ("library", "version", "synthesizer", "epsilon", "delta", "accounting")
+                }
+                for e in view.external_entries
+            ],
             "refused_steps": view.record.get("refused_steps"),
             "strategy": metrics.get("privacy/strategy"),
             "noisy_steps": metrics.get("privacy/noisy_steps"),
@@ -886,6 +914,12 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         f"| noisy steps (DP-SGD) | {_fmt(privacy['noisy_steps'])} |",
         f"| epsilon of the realised schedule (informative) | "
         f"{_fmt(privacy['epsilon_realized_schedule'])} |",
+        *(
+            f"| external release `{e['module']}` (the library's own accounting, not "
+            f"recomputed by dpshare) | {e['library']} {e['version']}: epsilon "
+            f"{_fmt(e['epsilon'])} at delta {_fmt(e['delta'])} |"
+            for e in privacy.get("external_releases") or []
+        ),
         "",
         "## Checks passed",
         "",
@@ -915,7 +949,13 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         lines += ["", f"Epsilon of each entry on its own (sub-additive, not a sum): {parts}."]
     lines += ["", "## Noise (sigma) schedule", ""]
     schedule = card["sigma_schedule"]
-    if not schedule["entries"]:
+    if not schedule["entries"] and privacy.get("external_releases"):
+        lines += [
+            "The noise was added inside the external library (its own mechanisms and "
+            "accountant, listed above); dpshare ran no DP-SGD or Gaussian release of its own.",
+            "",
+        ]
+    elif not schedule["entries"]:
         lines.append("No DP mechanism: no noise was added.")
     for entry in schedule["entries"]:
         floor = entry["accounted_at_noise_multiplier"]
@@ -1160,10 +1200,16 @@ def summarize(card: Mapping[str, Any], out: Path) -> str:
     privacy = card["privacy"]
     copies = card["copies"]
     eps = privacy["epsilon_spent"]
+    accounting = [
+        f"{e['library']} {e['version']}'s own accounting"
+        for e in privacy.get("external_releases") or []
+    ]
+    if not accounting or card["sigma_schedule"]["entries"]:
+        accounting.insert(0, f"{privacy['accountant']} accountant")
     return (
         f"released {card['n_rows']} rows to {out} ({CARD_MD}, {CARD_JSON})\n"
         f"  epsilon spent {_fmt(_number(eps))} (target {_fmt(privacy['target_epsilon'])}, "
-        f"delta {_fmt(privacy['delta'])}, {privacy['accountant']} accountant)"
+        f"delta {_fmt(privacy['delta'])}, {' + '.join(accounting)})"
         f"{'' if privacy['differentially_private'] else ' NOT DIFFERENTIALLY PRIVATE'} | "
         f"exact-copy share {_fmt(copies.get('exact_copy_share'))}"
     )

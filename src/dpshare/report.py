@@ -1311,6 +1311,238 @@ def _three_point_claim(
     return Claim(spec["id"], spec["text"], source, status, evidence)
 
 
+# ---------------------------------------------------------------------- peer comparison
+
+# experiment -> the dataset its records are on (conf/experiment/peers_*.yaml, docs/peers.md)
+PEER_EXPERIMENTS = {
+    "peers_bank_sim": "bank_sim",
+    "peers_bank_marketing": "bank_marketing",
+    "peers_diabetes130": "diabetes130",
+}
+PEER_METHODS = ("mst", "aim", "dpctgan", "patectgan")  # smartnoise-synth, its own accounting
+# where rows of OUR methods may also come from: the same dataset, splits, target delta and
+# evaluation keys (a superset) in the Deng 2026 sweeps, so that a peers sweep at cpu scale may
+# run the four peers only (docs/peers.md); a row of the peers experiment itself always wins
+PEER_FALLBACK = {"peers_bank_sim": ("deng2026_financial", "bank_sim_epsilon")}
+PEER_ORDER = ("multidisc_gan", "standard_gan", *PEER_METHODS, "dp_lr", "fedavg")
+PEER_FAMILY = {
+    "multidisc_gan": "ours: Deng 2026 framework",
+    "standard_gan": "ours: standard GAN",
+    "dp_lr": "baseline: DP-LR (released model)",
+    "fedavg": "baseline: FedAvg (released model)",
+}
+PEER_AUC = "utility/downstream_auc"
+# table column -> metrics.json key (mean ± 95% t-interval over seeds)
+PEER_COLUMNS = (
+    ("TSTR AUC", PEER_AUC),
+    ("minority recall (val. threshold)", "utility/downstream_minority_recall_valthr"),
+    ("marginal TVD", "fidelity/marginal_tvd_mean"),
+    ("marginal KS", "fidelity/marginal_ks_mean"),
+    ("correlation distance", "fidelity/correlation_distance"),
+    ("FD (encoder)", "fidelity/fd_encoder"),
+    ("MIA AUC (DCR)", "attack/mia_dcr/auc"),
+    ("DCR median", "attack/copies/dcr_median"),
+    ("fit (s)", "runtime/fit_seconds"),
+    ("peak memory (MiB)", "runtime/peak_memory_mb"),
+)
+# relative tolerance of the budget check (as the release gate's)
+_BUDGET_TOLERANCE = 1e-6
+
+
+def _peer_library(recs: Sequence[Record]) -> str | None:
+    """``smartnoise-synth 1.0.8`` as a peer run's ledger recorded it (its external release)."""
+    for rec in recs:
+        path = rec.run_dir / record_files.LEDGER_FILE
+        try:
+            ledger = record_files.read_json(path)
+        except (OSError, ValueError):
+            continue
+        for item in ledger.get("external_releases") or []:
+            return f"{item.get('library')} {item.get('version')}"
+    return None
+
+
+def _budget_cell(group: Sequence[Record]) -> str:
+    """Largest epsilon spent over seeds; "over target" when a seed spent more than its target
+    (the release gate refuses such a run)."""
+    spent = _values(group, "privacy/epsilon_spent")
+    if not spent:
+        return "n/a"
+    over = sum(
+        1
+        for r in group
+        if (eps := r.metric("privacy/epsilon_spent")) is not None
+        and (target := r.metric("privacy/target_epsilon")) is not None
+        and eps > target * (1.0 + _BUDGET_TOLERANCE)
+    )
+    text = f"{max(spent):.4g}"
+    return f"{text} (over target in {over}/{len(group)}: release refused)" if over else text
+
+
+def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
+    """The peer comparison (docs/peers.md): one table per tabular dataset of the
+    ``peers_<dataset>`` experiments at ``scale``, every method at every target epsilon with
+    utility, fidelity, attack, runtime and budget columns (mean ± 95% t-interval over seeds), a
+    TRTR reference row, and one figure: downstream AUC against epsilon, one line per method and
+    the TRTR level, a panel per dataset with records."""
+    out = Output()
+    panels: list[tuple[str, dict[str, dict[float, list[Record]]], SeedSummary]] = []
+    for experiment, dataset in PEER_EXPERIMENTS.items():
+        selected = [
+            r for r in select(recs, [experiment], scale) if r.get("dataset.name") == dataset
+        ]
+        done = [r for r in selected if r.complete]
+        by: dict[str, dict[float, list[Record]]] = {}
+        for r in done:
+            eps = r.get("privacy.target_epsilon")
+            if eps is not None:
+                by.setdefault(r.method_label, {}).setdefault(float(eps), []).append(r)
+        try:
+            grid = expected_grid(experiment, scale)
+        except Exception as exc:  # a config that no longer composes: report what is on disk
+            log.warning("peers: %s at %s scale does not compose: %s", experiment, scale, exc)
+            grid = {}
+        methods = [str(m) for m in grid.get("method", [])] or sorted(by)
+        epsilons = sorted(
+            {float(e) for e in grid.get("privacy.target_epsilon", [])}
+            | {e for points in by.values() for e in points}
+        )
+        source: dict[tuple[str, float], str] = {}
+        fallback = [
+            r
+            for r in select(recs, PEER_FALLBACK.get(experiment, ()), scale)
+            if r.complete
+            and r.get("dataset.name") == dataset
+            and r.get("privacy.name") == "fixed"
+            and r.method_label in methods
+            and r.method_label not in PEER_METHODS
+            and r.get("privacy.target_epsilon") is not None
+            and float(r.get("privacy.target_epsilon")) in epsilons
+            and _same(r.get("privacy.target_delta"), 1e-5)
+        ]
+        for r in fallback:
+            key = (r.method_label, float(r.get("privacy.target_epsilon")))
+            group = by.setdefault(key[0], {}).setdefault(key[1], [])
+            if (group and key not in source) or any(g.get("seed") == r.get("seed") for g in group):
+                continue  # the peers experiment's own records, or this seed already
+            group.append(r)
+            source[key] = r.experiment
+        done = [*done, *fallback]
+        trtr = summarize(_values(done, "utility/trtr_auc"))
+        trtr_recall = summarize(_values(done, "utility/trtr_minority_recall_valthr"))
+        rows: list[dict[str, Any]] = []
+        ordered = [m for m in PEER_ORDER if m in methods or m in by]
+        ordered += sorted((set(methods) | set(by)) - set(ordered))
+        for eps in epsilons:
+            for method in ordered:
+                group = by.get(method, {}).get(eps, [])
+                row: dict[str, Any] = {
+                    "epsilon": eps,
+                    "method": method,
+                    "family": "peer: smartnoise-synth, its own accounting"
+                    if method in PEER_METHODS
+                    else PEER_FAMILY.get(method, method),
+                    "seeds": len(group),
+                }
+                for column, metric in PEER_COLUMNS:
+                    row[column] = fmt(summarize(_values(group, metric))) if group else NOT_RUN
+                row["epsilon spent (max)"] = _budget_cell(group)
+                if not group:
+                    at = [
+                        r
+                        for r in selected
+                        if r.method_label == method
+                        and r.get("privacy.target_epsilon") is not None
+                        and float(r.get("privacy.target_epsilon")) == eps
+                    ]
+                    row["status"] = _why_not(at)
+                else:
+                    row["status"] = (
+                        "ok"
+                        if (method, eps) not in source
+                        else (f"ok (records of {source[(method, eps)]})")
+                    )
+                rows.append(row)
+        if done:
+            reference = {
+                "epsilon": math.inf,
+                "method": "real data (TRTR)",
+                "family": "reference, not private",
+                "seeds": trtr.n,
+                "TSTR AUC": fmt(trtr),
+                "minority recall (val. threshold)": fmt(trtr_recall),
+            }
+            rows.append(reference)
+        frame = pd.DataFrame(rows)
+        library = _peer_library(done)
+        title = f"{dataset}: DP synthesizers side by side ({scale} scale)"
+        notes = [
+            "Same real splits, target (epsilon, delta 1e-5) and evaluation for every row; "
+            "mean ± 95% t-interval half-width over seeds (one seed: the value). Generators: "
+            "TSTR with gradient boosting on the real test split; dp_lr / fedavg: the released "
+            "classifier. Minority recall at the threshold chosen on the real validation split.",
+            "Fidelity on the real test split: marginal TVD (categorical) and KS (continuous) "
+            "means, correlation distance, Frechet distance in the train-fitted autoencoder; "
+            "attacks: DCR membership AUC (0.5 = chance) and the median distance to the closest "
+            "real train record. fit: wall seconds of the fit; peak memory: the run process's "
+            "(or the library's child process's) peak resident memory up to the end of the fit.",
+            "Peers ("
+            + (library or "smartnoise-synth")
+            + "): MST, AIM, DP-CTGAN, PATE-CTGAN with their documented defaults (training "
+            "length: the scale's epochs for DP-CTGAN), under their OWN accounting: 'epsilon "
+            "spent' is what the library's accountant reports; a run over its target is refused "
+            "by python -m dpshare.release (docs/peers.md).",
+        ]
+        if not done:
+            notes.append(
+                f"{NOT_RUN}: no complete record of experiment {experiment} at {scale} scale "
+                f"(python -m dpshare.train -m experiment={experiment} scale={scale}; the peers "
+                "need make install-peers)."
+            )
+        out.tables.append(Table(experiment, title, frame, notes))
+        if by:
+            panels.append((dataset, by, trtr))
+    if panels:
+        out.figures.append(
+            ("Downstream AUC against epsilon: peers and ours", _plot_peers(panels, scale, out_dir))
+        )
+    return out
+
+
+def _plot_peers(
+    panels: Sequence[tuple[str, dict[str, dict[float, list[Record]]], SeedSummary]],
+    scale: str,
+    out_dir: Path,
+) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (dataset, by, trtr) in zip(axes[0], panels, strict=True):
+        for method in [m for m in PEER_ORDER if m in by] + sorted(set(by) - set(PEER_ORDER)):
+            pts = [(e, summarize(_values(g, PEER_AUC))) for e, g in sorted(by[method].items())]
+            pts = [(e, s_) for e, s_ in pts if s_.n]
+            if not pts:
+                continue
+            ax.errorbar(
+                [e for e, _ in pts],
+                [s_.mean for _, s_ in pts],
+                yerr=[0 if s_.ci != s_.ci else s_.ci for _, s_ in pts],
+                marker="o",
+                ls="--" if method in PEER_METHODS else "-",
+                capsize=3,
+                label=method + (" (smartnoise)" if method in PEER_METHODS else ""),
+            )
+        if trtr.n:
+            ax.axhline(trtr.mean, color="black", ls="-.", lw=0.8, label="real data (TRTR)")
+        ax.set_xscale("log")
+        ax.set_xlabel("target epsilon (delta 1e-5)")
+        ax.set_ylabel("downstream AUC (TSTR / released model)")
+        ax.set_ylim(0.3, 1.0)
+        ax.set_title(f"{dataset} ({scale} scale)", fontsize=8)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, out_dir / "figures" / "peers_auc_vs_epsilon.png", plt)
+
+
 # ------------------------------------------------------------------------------------ writing
 
 
@@ -1320,7 +1552,11 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
     recs = deduplicate(load_records(records_root))
     sections = []
     for scale in scales:
-        for paper, builder in (("deng2026", deng_report), ("tao2020", tao_report)):
+        for paper, builder in (
+            ("deng2026", deng_report),
+            ("tao2020", tao_report),
+            ("peers", peers_report),
+        ):
             out_dir = results_dir / paper / scale
             out = builder(recs, scale, out_dir)
             written = [p for t in out.tables for p in t.write(out_dir)]
@@ -1357,11 +1593,14 @@ def _index(
         "",
     ]
     for paper, scale, out, _written, _dir in sections:
-        ran = any(not str(c.status).startswith(NOT_RUN) for c in out.claims)
+        # a section without claims (the peer comparison) ran when it drew its figure
+        ran = any(not str(c.status).startswith(NOT_RUN) for c in out.claims) or (
+            not out.claims and bool(out.figures)
+        )
         lines += [f"## {paper}, {scale} scale", ""]
         if not ran:
             lines += [
-                f"**{NOT_RUN}**: no complete record of this paper's experiments at {scale} "
+                f"**{NOT_RUN}**: no complete record of these experiments at {scale} "
                 "scale; every table below lists its points as not run"
                 + (
                     " (paper scale: hours on a 2-core CPU, a GPU for MNIST: "

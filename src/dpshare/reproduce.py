@@ -51,6 +51,11 @@ EXPERIMENTS: tuple[str, ...] = (
     "tao2020_sigma_delta",
     "tao2020_sigma_epsilon",
     "tao2020_delta_epsilon",
+    # the peer comparison (docs/peers.md): needs make install-peers, else its peer points are
+    # recorded as failed with the install command and reported as not run
+    "peers_bank_sim",
+    "peers_bank_marketing",
+    "peers_diabetes130",
 )
 
 

@@ -7,6 +7,7 @@ metrics dict (lightning-hydra-template's shape), so tests call ``train(cfg)`` di
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -202,6 +203,7 @@ def train_method(
         distributed.check_trainer(trainer, private=plan is not None, seed=cfg.seed)
         capture = _snapshot_capture(cfg, method, ledger, plan, trainer)
         t0 = time.perf_counter()
+        reset_peak_memory()
         method.fit(trainer)
         fit_seconds = time.perf_counter() - t0
         if not trainer.is_global_zero:  # DDP: rank 0 samples, evaluates and writes the record
@@ -211,6 +213,7 @@ def train_method(
         timings = {
             "runtime/data_seconds": data_seconds,
             "runtime/fit_seconds": fit_seconds,
+            "runtime/peak_memory_mb": peak_memory_mb(method),
         }
         metrics = release_and_evaluate(
             cfg,
@@ -323,7 +326,7 @@ def release_and_evaluate(
     for name, array in method.artifacts().items():
         records.write_array(run_dir / f"{name}.npy", array)
     records.write_torch(run_dir / records.MODEL_FILE, method.state_dict())
-    if isinstance(method, SyntheticDataMethod):  # generator.json + .pt: load and sample later
+    if isinstance(method, SyntheticDataMethod) and method.saves_generator:  # load, sample later
         write_artifact(
             run_dir, cfg=cfg, method=method, datamodule=datamodule, ledger=ledger, run_info=run_info
         )
@@ -401,6 +404,7 @@ def release_and_evaluate(
     metrics["data/scored_on"] = "validation" if tuning else "test"
 
     target = data.target
+    transformer = getattr(datamodule, "transformer", None)  # None: a peer library encodes itself
     metrics.update(privacy_metrics(ledger, plan))
     metrics.update(
         {
@@ -409,7 +413,7 @@ def release_and_evaluate(
             "data/n_test": len(splits.test),
             "data/n_synthetic": 0 if synthetic is None else len(synthetic),
             "data/n_features": len(data.feature_columns),
-            "data/encoded_dim": datamodule.transformer.output_dim,
+            "data/encoded_dim": None if transformer is None else transformer.output_dim,
             "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
             "data/positive_rate_synthetic": None
             if synthetic is None
@@ -741,6 +745,11 @@ def check_eval_config(eval_cfg: DictConfig) -> None:
 def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, PrivacyPlan | None]:
     """The run's ledger and, for a DP strategy, its plan (sample rate, calibrated noise...)."""
     privacy = cfg.privacy
+    method_cls = METHODS.get(cfg.method.name)
+    if getattr(method_cls, "external_accounting", False):
+        # a peer library spends the budget under its own accounting (docs/peers.md): no DP-SGD
+        # plan, no class-count or transformer release of ours; the ledger records its release
+        return method_cls.privacy_ledger(privacy, n_train=n_train), None
     if privacy.name == "none":
         return PrivacyLedger(n_records=n_train), None
     batch_size = cfg.method.batch_size
@@ -755,7 +764,6 @@ def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, Pri
         if "rounds" in cfg.method
         else cfg.trainer.max_epochs
     )
-    method_cls = METHODS.get(cfg.method.name)
     plan = plan_privacy(
         privacy,
         n_train=n_train,
@@ -853,6 +861,34 @@ def summarize(metrics: dict[str, Any], run_dir: Path) -> str:
         + f"epsilon spent {metrics.get('privacy/epsilon_spent')} | "
         f"fit {metrics.get('runtime/fit_seconds', 0):.1f} s"
     )
+
+
+def reset_peak_memory() -> None:
+    """Reset this process's resident-memory high-water mark (Linux ``/proc/self/clear_refs``),
+    so that :func:`peak_memory_mb` covers what follows, not earlier runs of the same process (a
+    sequential multirun). Elsewhere a no-op."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
+def peak_memory_mb(method: Any = None) -> float:
+    """Peak resident memory in MiB since :func:`reset_peak_memory` (Linux ``VmHWM``; elsewhere
+    the process's lifetime peak, ``ru_maxrss``), or the peak of the child process the method fit
+    in, whichever is larger (``fit_child_peak_memory_mb``: a peer library, docs/peers.md). It
+    includes what the process held before the fit: interpreter, libraries, data."""
+    own = None
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                own = float(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    if own is None:
+        import resource
+
+        scale = 1.0 if sys.platform == "darwin" else 1024.0  # bytes on macOS, KiB elsewhere
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    return max(own, float(getattr(method, "fit_child_peak_memory_mb", 0.0) or 0.0))
 
 
 def _configure_threads(requested: Any) -> int:

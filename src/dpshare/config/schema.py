@@ -175,6 +175,83 @@ class MultiDiscGANConfig(StandardGANConfig):
     log_epsilon_every: int = 50
 
 
+@dataclass
+class PeerConfig:
+    """A DP synthesizer of smartnoise-synth run under ITS OWN accounting on the run's
+    ``privacy.target_epsilon`` / ``target_delta`` (docs/peers.md; the ``peers`` extra). Keys
+    other than these shared ones are the library's own arguments, passed as they are."""
+
+    name: str = MISSING
+    # public scale of a bounded column before binning / min-max scaling: auto (log1p for columns
+    # declared [0, upper >= 1000]) | linear | log; bounds come from dataset.public_domain
+    continuous_scale: str = "auto"
+    batch_size: int = 500  # CTGAN types: the library's batch; MST/AIM: unused (DataModule only)
+    continuous_mode: str = "standard"  # unused: the library encodes the table itself
+    sample_size: int | None = None  # synthetic rows; None = size of the real train split
+
+
+@dataclass
+class MSTConfig(PeerConfig):
+    """smartnoise-synth's MST (McKenna et al. 2021) on private-pgm."""
+
+    name: str = "mst"
+    bins: int = 32  # equal-width bins of each bounded column on its public (scaled) range
+    batch_size: int = 1  # unused: MST reads the table at once (the DataModule's batch only)
+
+
+@dataclass
+class AIMConfig(PeerConfig):
+    """smartnoise-synth's AIM (McKenna et al. 2022) on private-pgm."""
+
+    name: str = "aim"
+    bins: int = 32
+    batch_size: int = 1  # unused: AIM reads the table at once (the DataModule's batch only)
+    degree: int = 2  # marginals of this many columns in the workload
+    max_model_size: float = 80.0  # MB of the graphical model
+    max_cells: int = 10000  # largest marginal in the workload
+    rounds: int | None = None  # None: the library's 16 x number of columns
+
+
+@dataclass
+class CTGANPeerConfig(PeerConfig):
+    """Arguments the two CTGAN-type synthesizers of smartnoise-synth share (library names)."""
+
+    embedding_dim: int = 128
+    generator_dim: list[int] = field(default_factory=lambda: [256, 256])
+    discriminator_dim: list[int] = field(default_factory=lambda: [256, 256])
+    generator_lr: float = 2e-4
+    generator_decay: float = 1e-6
+    discriminator_lr: float = 2e-4
+    discriminator_decay: float = 1e-6
+    discriminator_steps: int = 1
+    pac: int = 1
+    loss: str = "cross_entropy"
+    cuda: bool = False
+
+
+@dataclass
+class DPCTGANConfig(CTGANPeerConfig):
+    """smartnoise-synth's DP-CTGAN: DP-SGD on the discriminator (Opacus 0.14)."""
+
+    name: str = "dpctgan"
+    epochs: int = 300
+    sigma: float | None = None  # None: calibrated so that every epoch fits the target
+    max_per_sample_grad_norm: float = 1.0
+
+
+@dataclass
+class PATECTGANConfig(CTGANPeerConfig):
+    """smartnoise-synth's PATE-CTGAN: a student discriminator taught by PATE teachers."""
+
+    name: str = "patectgan"
+    teacher_iters: int = 5
+    student_iters: int = 5
+    sample_per_teacher: int = 1000
+    noise_multiplier: float = 1e-3  # the library's Laplace parameter (noise scale 1 / this)
+    moments_order: int = 100
+    regularization: str | None = None
+
+
 # --------------------------------------------------------------------------------------- privacy
 
 
@@ -429,6 +506,10 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "dp_lr": DPLRConfig,
         "fedavg": FedAvgConfig,
         "dp_wgan": DPWGANConfig,
+        "mst": MSTConfig,
+        "aim": AIMConfig,
+        "dpctgan": DPCTGANConfig,
+        "patectgan": PATECTGANConfig,
     },
     "privacy": {
         "none": PrivacyConfig,

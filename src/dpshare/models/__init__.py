@@ -6,6 +6,7 @@ from dpshare.models import (
     dp_wgan,  # noqa: F401  (registers "dp_wgan")
     fedavg,  # noqa: F401  (registers "fedavg")
     multidisc,  # noqa: F401  (registers "multidisc_gan")
+    peers,  # noqa: F401  (registers "mst", "aim", "dpctgan", "patectgan"; library imported lazily)
     standard_gan,  # noqa: F401  (registers "standard_gan")
 )
 from dpshare.models.registry import METHODS

@@ -22,6 +22,9 @@ class SyntheticDataMethod(ABC):
 
     name: ClassVar[str]
     artifact = "synthetic"
+    # False for a method whose model cannot be saved as a dpshare generator artifact (a peer
+    # library, docs/peers.md): its run keeps the synthetic table only
+    saves_generator: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, trainer: pl.Trainer) -> None: ...

@@ -17,9 +17,14 @@ which mechanism:
 - ``declared_public``: a read of records the config explicitly declares public (e.g. the
   validation split used for controller signals); those records get no protection, the protected
   train records are not touched, and the record says so.
+- ``external``: a release made by another library under ITS OWN accounting (a peer synthesizer of
+  smartnoise-synth, docs/peers.md): the library's name and version and the ``(epsilon, delta)``
+  its own accountant reports for everything it did with the records. dpshare cannot re-derive
+  that figure from noise parameters; it is recorded as the library's claim, never recomputed.
 
 The total epsilon is the composition of every DP entry by one accountant
-(:mod:`dpshare.privacy.accounting`). Before each noisy step a training loop asks
+(:mod:`dpshare.privacy.accounting`); external entries are added by basic composition
+(:func:`compose_entries`). Before each noisy step a training loop asks
 :meth:`PrivacyLedger.allows`; the ledger refuses a step that would push the total past the target.
 
 This module is pure: it imports neither Lightning nor wandb (STYLE.md rule 2).
@@ -46,7 +51,11 @@ GAUSSIAN = "gaussian"
 DP_SGD = "dp_sgd"
 SUBSAMPLED_GAUSSIAN = "subsampled_gaussian"
 DECLARED_PUBLIC = "declared_public"
+EXTERNAL = "external"
+# mechanisms the accountant composes from their noise history
 DP_MECHANISMS = (GAUSSIAN, DP_SGD, SUBSAMPLED_GAUSSIAN)
+# every mechanism a ledger may hold
+MECHANISMS = (NON_PRIVATE, GAUSSIAN, DP_SGD, SUBSAMPLED_GAUSSIAN, DECLARED_PUBLIC, EXTERNAL)
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +69,65 @@ class BudgetExceededError(RuntimeError):
     """A mechanism asked to spend more than the target epsilon allows."""
 
 
+def external_budget(entries: Sequence[LedgerEntry]) -> tuple[float, float]:
+    """The ``(epsilon, delta)`` the ``external`` entries claim together, by basic composition
+    (Dwork & Roth 2014, Thm. 3.16: epsilons and deltas add up)."""
+    epsilon = delta = 0.0
+    for entry in entries:
+        if entry.mechanism == EXTERNAL:
+            epsilon += float(entry.parameters["epsilon"])
+            delta += float(entry.parameters["delta"])
+    return epsilon, delta
+
+
+def compose_entries(
+    entries: Sequence[LedgerEntry],
+    *,
+    delta: float,
+    accountant: str,
+    extra_runs: Sequence[tuple[float, float, int]] = (),
+    realized: bool = False,
+) -> float:
+    """Total epsilon at ``delta`` of ``entries`` (plus ``extra_runs``, steps not yet charged).
+
+    ``inf`` when an entry is not differentially private. The Gaussian-type entries (and
+    ``extra_runs``) are composed by ``accountant`` (at the adaptive floor, or, with
+    ``realized``, at the sigmas used); ``external`` entries, whose libraries report
+    ``(epsilon_i, delta_i)``, are added by basic composition: the total is
+    ``sum(epsilon_i) + epsilon_rest(delta - sum(delta_i))``. It is ``inf`` when the external
+    deltas leave no delta for the rest (or exceed ``delta``), because nothing smaller can be
+    certified. A ledger with only external entries spends ``sum(epsilon_i)`` at
+    ``sum(delta_i) <= delta``."""
+    if not all(e.differentially_private for e in entries):
+        return math.inf
+    runs: list[tuple[float, float, int]] = []
+    for e in entries:
+        if e.mechanism in DP_MECHANISMS:
+            if realized:
+                runs += [(float(r[0]), float(r[1]), int(r[2])) for r in e.history]
+            else:
+                runs += e.accounting_history()
+    runs += [(float(r[0]), float(r[1]), int(r[2])) for r in extra_runs]
+    ext_epsilon, ext_delta = external_budget(entries)
+    if not any(e.mechanism == EXTERNAL for e in entries):
+        return compose_epsilon(runs, delta=delta, accountant=accountant)
+    if ext_delta > delta * (1.0 + 1e-9):
+        return math.inf
+    if not any(r[2] > 0 for r in runs):
+        return ext_epsilon
+    rest_delta = delta - ext_delta
+    if rest_delta <= 0.0:
+        return math.inf
+    return ext_epsilon + compose_epsilon(runs, delta=rest_delta, accountant=accountant)
+
+
 @dataclass
 class LedgerEntry:
     """One mechanism that touched real records.
 
     Attributes:
-        mechanism: one of ``non_private``, ``gaussian``, ``dp_sgd``, ``subsampled_gaussian``.
+        mechanism: one of :data:`MECHANISMS` (``non_private``, ``gaussian``, ``dp_sgd``,
+            ``subsampled_gaussian``, ``declared_public``, ``external``).
         module: who read the data (e.g. ``transformer``, ``discriminator``).
         purpose: what the access was for, in words.
         records: how many real records the mechanism could read.
@@ -238,10 +300,10 @@ class PrivacyLedger:
         Raises :class:`BudgetExceededError` if the release alone would exceed the target.
         """
         run = [(float(noise_multiplier), 1.0, 1)]
-        if not self._budget.allows(run):
+        if not self._fits(run):
             raise BudgetExceededError(
                 f"{module}: a Gaussian release with noise_multiplier {noise_multiplier:g} would "
-                f"spend epsilon {self._budget.epsilon_after(run):.3f} > target "
+                f"spend epsilon {self._epsilon_after(run):.3f} > target "
                 f"{self.target_epsilon}; raise the release's noise multiplier or the target"
             )
         entry = LedgerEntry(
@@ -254,6 +316,56 @@ class PrivacyLedger:
         )
         self._entries.append(entry)
         self._charge(entry, float(noise_multiplier), 1.0)
+        return entry
+
+    def record_external(
+        self,
+        *,
+        module: str,
+        purpose: str,
+        records: int,
+        library: str,
+        version: str,
+        epsilon: float,
+        delta: float,
+        **parameters: Any,
+    ) -> LedgerEntry:
+        """Record a release made by another library under its own accounting (``external``):
+        ``library`` (its distribution name) at ``version`` read ``records`` real records and its
+        own accountant reports ``(epsilon, delta)`` for everything it did with them.
+
+        The release has already happened, so it is recorded even when it passes the target
+        (never refused here): :meth:`epsilon_spent` then exceeds the target, the run's record
+        says so, and the release gate refuses it. Raises ``ValueError`` for an epsilon that is
+        not a finite number >= 0 or a delta outside [0, 1)."""
+        eps, dlt = float(epsilon), float(delta)
+        if not (math.isfinite(eps) and eps >= 0.0):
+            raise ValueError(f"record_external: epsilon must be finite and >= 0, got {epsilon}")
+        if not 0.0 <= dlt < 1.0:
+            raise ValueError(f"record_external: delta must be in [0, 1), got {delta}")
+        entry = LedgerEntry(
+            EXTERNAL,
+            module,
+            purpose,
+            int(records),
+            True,
+            {"library": str(library), "version": str(version), "epsilon": eps, "delta": dlt}
+            | dict(parameters),
+        )
+        self._entries.append(entry)
+        spent = self.epsilon_spent()
+        if self.target_epsilon is not None and spent > self.target_epsilon:
+            log.warning(
+                "%s (%s %s) reports epsilon %.6g at delta %g: the run spent %.6g > "
+                "privacy.target_epsilon=%g; the release gate will refuse it",
+                module,
+                library,
+                version,
+                eps,
+                dlt,
+                spent,
+                self.target_epsilon,
+            )
         return entry
 
     def open_dp_sgd(
@@ -291,7 +403,23 @@ class PrivacyLedger:
             (_accounted(entry, sigma), float(entry.parameters["sample_rate"]), 1)
             for entry, sigma in steps
         ]
-        return self._budget.allows(runs)
+        return self._fits(runs)
+
+    def _fits(self, runs: Sequence[tuple[float, float, int]]) -> bool:
+        """Would charging ``runs`` keep the whole ledger within the target?"""
+        if not self.external_entries:  # the common case: one vector addition per step
+            return self._budget.allows(runs)
+        return self.target_epsilon is None or self._epsilon_after(runs) <= self.target_epsilon
+
+    def _epsilon_after(self, runs: Sequence[tuple[float, float, int]]) -> float:
+        if not self.external_entries:
+            return self._budget.epsilon_after(runs)
+        return compose_entries(
+            self._entries,
+            delta=self.target_delta,
+            accountant=self.accountant,
+            extra_runs=runs,
+        )
 
     def step(self, entry: LedgerEntry, noise_multiplier: float) -> None:
         """Charge one noisy step of ``entry`` (DP-SGD or subsampled signal).
@@ -366,6 +494,11 @@ class PrivacyLedger:
         return [e for e in self._entries if e.mechanism == DECLARED_PUBLIC]
 
     @property
+    def external_entries(self) -> list[LedgerEntry]:
+        """Releases made by other libraries under their own accounting (``external``)."""
+        return [e for e in self._entries if e.mechanism == EXTERNAL]
+
+    @property
     def is_private(self) -> bool:
         """True when every access is a DP mechanism (vacuously true for an empty ledger)."""
         return not self.non_private_entries
@@ -387,18 +520,16 @@ class PrivacyLedger:
     def realized_epsilon(self) -> float:
         """Composition of the sigmas actually used, ignoring adaptivity: informative only (what
         the same schedule would cost had it been fixed in advance); not a guarantee."""
-        if not self.is_private:
-            return math.inf
-        runs = [(float(r[0]), float(r[1]), int(r[2])) for e in self.dp_entries for r in e.history]
-        return compose_epsilon(runs, delta=self.target_delta, accountant=self.accountant)
+        return compose_entries(
+            self._entries, delta=self.target_delta, accountant=self.accountant, realized=True
+        )
 
     def epsilon_spent(self, delta: float | None = None) -> float:
         """Total epsilon at ``delta`` (default: the target delta) over the whole ledger;
-        infinite as soon as one access is not differentially private."""
-        if not self.is_private:
-            return math.inf
-        return compose_epsilon(
-            self.history(),
+        infinite as soon as one access is not differentially private. External releases are
+        added by basic composition (:func:`compose_entries`)."""
+        return compose_entries(
+            self._entries,
             delta=self.target_delta if delta is None else delta,
             accountant=self.accountant,
         )
@@ -413,6 +544,8 @@ class PrivacyLedger:
                 out[key] = math.inf
             elif e.mechanism == DECLARED_PUBLIC:
                 continue
+            elif e.mechanism == EXTERNAL:
+                out[key] = float(e.parameters["epsilon"])  # the library's own, at its delta
             else:
                 out[key] = compose_epsilon(
                     e.accounting_history(), delta=self.target_delta, accountant=self.accountant
@@ -438,6 +571,11 @@ class PrivacyLedger:
             "refused_steps": self.refused_steps,
             "epsilon_by_mechanism": {k: num(v) for k, v in self.epsilon_breakdown().items()},
             "declared_public_reads": [e.module for e in self.declared_public_entries],
+            "external_releases": [
+                {k: e.parameters.get(k) for k in ("library", "version", "epsilon", "delta")}
+                | {"module": e.module}
+                for e in self.external_entries
+            ],
             "n_entries": len(self._entries),
             "n_non_private_entries": len(self.non_private_entries),
             "entries": [e.to_dict() for e in self._entries],
