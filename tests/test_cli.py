@@ -38,7 +38,8 @@ def test_bad_value_fails_with_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+# the basic launcher runs the same code path in one process: slow target only (suite time)
+@pytest.mark.parametrize("launcher", [pytest.param("basic", marks=pytest.mark.slow), "joblib"])
 def test_two_point_multirun(tmp_path: Path, launcher: str) -> None:
     args = [
         "-m",
