@@ -481,3 +481,40 @@ def test_experiment_runs_as_a_multirun(experiment: str, tmp_path: Path) -> None:
     assert len(runs) == n_points
     done = list((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(done) >= 1
+
+
+def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) -> None:
+    from dpshare.report import compute_table
+
+    root = tmp_path / "outputs"
+
+    def run(name: str, experiment: str, start: str, end: str, fit: float | None) -> Path:
+        metrics = None if fit is None else {"runtime/fit_seconds": fit}
+        run_dir = _record(
+            root, name, experiment=experiment, dataset="mnist", method="dp_wgan", seed=0,
+            metrics=metrics, privacy={}, started=f"2026-12-06T{start}+0000",
+        )  # fmt: skip
+        data = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(
+            json.dumps(data | {"finished_at": f"2026-12-06T{end}+0000"})
+        )
+        return run_dir
+
+    # one sweep of two parallel runs (10:00-10:20 and 10:05-10:30: a 30 min span, not 45) ...
+    run("2026-12-06_10-00-00/0", "tao2020_epsilon", "10:00:00", "10:20:00", 1200.0)
+    run("2026-12-06_10-00-00/1", "tao2020_epsilon", "10:05:00", "10:30:00", 1500.0)
+    # ... whose budget snapshot is a record of run 0's training: no extra run, no extra fit
+    run("2026-12-06_10-00-00/0/snapshots/eps2", "tao2020_epsilon", "10:00:00", "10:20:00", 1200.0)
+    # a second invocation that failed after 6 min: its wall counts, it is not a complete run
+    run("2026-12-06_11-00-00/0", "tao2020_epsilon", "11:00:00", "11:06:00", None)
+    # the main job, a single run
+    run("2026-12-06_09-00-00_x", "bank_sim_standard_gan", "09:00:00", "09:12:00", 700.0)
+    table = compute_table(load_records(root), "smoke")
+    rows = table.frame.set_index("experiment")
+    tao = rows.loc["tao2020_epsilon"]
+    assert tao["wall (min)"] == 36.0 and tao["fit, summed over runs (min)"] == 45.0
+    assert tao["runs complete"] == 2 and tao["runs failed or incomplete"] == 1
+    assert rows.loc["bank_sim_standard_gan", "wall (min)"] == 12.0
+    assert rows.loc["tao2020_sigma", "wall (min)"] == "not run"
+    assert "Total measured: 48.0 min of wall" in table.notes[1]
+    assert "tao2020_sigma" in table.notes[2] and "tao2020_epsilon" not in table.notes[2]

@@ -19,9 +19,11 @@ the newest complete record wins.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -1549,8 +1551,10 @@ def _plot_peers(
 def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES) -> Path:
     """Rebuild every table and figure from the records under ``records_root``; returns the
     index ``results_dir/README.md``."""
-    recs = deduplicate(load_records(records_root))
+    raw = load_records(records_root)
+    recs = deduplicate(raw)
     sections = []
+    computes: list[tuple[str, Table]] = []
     for scale in scales:
         for paper, builder in (
             ("deng2026", deng_report),
@@ -1564,10 +1568,104 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
             if not claims.empty:
                 Table("claims", f"{paper}: claims ({scale} scale)", claims).write(out_dir)
             sections.append((paper, scale, out, written, out_dir))
-    index = _index(recs, sections, records_root, results_dir)
+        compute = compute_table(raw, scale)  # every run cost time, reruns included
+        compute.write(results_dir / "compute" / scale)
+        computes.append((scale, compute))
+    index = _index(recs, sections, records_root, results_dir, computes)
     path = results_dir / "README.md"
     _write_text(path, index)
     return path
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
+
+
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_")
+_DERIVED_DIRS = ("variants", "snapshots")
+
+
+def _invocation(run_dir: Path) -> Path:
+    """The sweep invocation a record belongs to: its nearest time-stamped ancestor (a multirun
+    directory, or a single run's own directory)."""
+    for path in (run_dir, *run_dir.parents):
+        if _STAMP.match(path.name):
+            return path
+    return run_dir
+
+
+def _derived(run_dir: Path) -> bool:
+    return any(part in _DERIVED_DIRS for part in run_dir.parts[-3:])
+
+
+def compute_table(recs: Sequence[Record], scale: str) -> Table:
+    """What each experiment cost at ``scale``, from the records' own clocks: the measured wall
+    time of ``make reproduce SCALE=<scale>`` is the sum of its sweeps' walls (they run one after
+    the other), so this table is where that number comes from, and which sweeps have no record.
+
+    A sweep's wall is the span from its first run's start to its last run's end, per sweep
+    invocation (one multirun directory, or one single run); runs reused from an earlier
+    invocation count in that one's span."""
+    from dpshare.reproduce import EXPERIMENTS, MAIN_EXPERIMENT  # lazy: reproduce imports train
+
+    at_scale = [r for r in recs if r.scale == scale]
+    by_experiment: dict[str, list[Record]] = {}
+    for r in at_scale:
+        by_experiment.setdefault(r.experiment, []).append(r)
+    order = [MAIN_EXPERIMENT, *EXPERIMENTS]
+    names = order + sorted(set(by_experiment) - set(order))
+    rows: list[dict[str, Any]] = []
+    total_wall = total_fit = 0.0
+    for name in names:
+        group = by_experiment.get(name, [])
+        invocations: dict[Path, list[Record]] = {}
+        for r in group:
+            invocations.setdefault(_invocation(r.run_dir), []).append(r)
+        wall = 0.0
+        for runs in invocations.values():
+            starts = [t for t in (_parse_time(r.run.get("started_at")) for r in runs) if t]
+            ends = [t for t in (_parse_time(r.run.get("finished_at")) for r in runs) if t]
+            if starts and ends:
+                wall += max(0.0, (max(ends) - min(starts)).total_seconds())
+        # a release variant or budget snapshot is a record of its parent's training: its fit
+        # is the parent's, so it counts neither as a run nor in the fit sum
+        trained = [r for r in group if not _derived(r.run_dir)]
+        fit = sum(float(r.metric("runtime/fit_seconds") or 0.0) for r in trained if r.complete)
+        complete = sum(r.complete for r in trained)
+        total_wall += wall
+        total_fit += fit
+        rows.append(
+            {
+                "experiment": name,
+                "in make reproduce": "yes" if name in order else "no",
+                "runs complete": complete,
+                "runs failed or incomplete": len(trained) - complete,
+                "wall (min)": round(wall / 60.0, 1) if group else NOT_RUN,
+                "fit, summed over runs (min)": round(fit / 60.0, 1) if group else NOT_RUN,
+            }
+        )
+    missing = [row["experiment"] for row in rows if row["wall (min)"] == NOT_RUN]
+    missing_in_reproduce = [m for m in missing if m in order]
+    notes = [
+        "From the records' own clocks (run.json started_at / finished_at): a sweep's wall is "
+        "the span of its runs, per sweep invocation; parallel jobs (joblib) overlap in it.",
+        f"Total measured: {total_wall / 60.0:.1f} min of wall over the experiments that ran, "
+        f"{total_fit / 60.0:.1f} min of fit summed over runs.",
+    ]
+    if missing_in_reproduce:
+        notes.append(
+            "Not run at this scale, so `make reproduce` at this scale would take longer than "
+            f"the total above: {', '.join(missing_in_reproduce)}."
+        )
+    return Table(
+        f"compute_{scale}",
+        f"Compute: wall time of each experiment ({scale} scale)",
+        pd.DataFrame(rows),
+        notes,
+    )
 
 
 def _index(
@@ -1575,6 +1673,7 @@ def _index(
     sections: Sequence[tuple[str, str, Output, list[Path], Path]],
     records_root: Path,
     results_dir: Path,
+    computes: Sequence[tuple[str, Table]] = (),
 ) -> str:
     complete = sum(r.complete for r in recs)
     lines = [
@@ -1625,6 +1724,10 @@ def _index(
             for c in out.claims:
                 lines.append(f"| {c.text} | {c.source} | **{c.status}** | {c.evidence} |")
             lines.append("")
+    for scale, table in computes:
+        md = Path("compute") / scale / f"{table.id}.md"
+        lines += [f"## compute, {scale} scale", "", f"- [{table.title}]({md})", ""]
+        lines += [*(f"- {n}" for n in table.notes[1:]), ""]
     return "\n".join(lines)
 
 
