@@ -518,3 +518,21 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
     assert rows.loc["tao2020_sigma", "wall (min)"] == "not run"
     assert "Total measured: 48.0 min of wall" in table.notes[1]
     assert "tao2020_sigma" in table.notes[2] and "tao2020_epsilon" not in table.notes[2]
+
+
+def test_a_scale_build_keeps_the_other_scales_in_the_index(tmp_path: Path) -> None:
+    results, records_dir = tmp_path / "results", tmp_path / "outputs"
+    records_dir.mkdir()
+    build(records_dir, results, scales=("smoke",))
+    smoke_claims = "## deng2026, smoke scale"
+    assert smoke_claims in (results / "README.md").read_text()
+    for _ in range(2):  # a second cpu-only build must not drop what the first one kept
+        build(records_dir, results, scales=("cpu",))
+        index = (results / "README.md").read_text()
+        assert "## deng2026, cpu scale" in index and "## compute, cpu scale" in index
+        assert "## Other scales, from an earlier build" in index
+        assert "### deng2026, smoke scale" in index and "### compute, smoke scale" in index
+        assert "### tao2020, smoke scale" in index and smoke_claims not in index.splitlines()
+        assert index.count("### deng2026, smoke scale") == 1
+    build(records_dir, results)  # every scale: nothing carried over
+    assert "Other scales" not in (results / "README.md").read_text()

@@ -1573,8 +1573,35 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
         computes.append((scale, compute))
     index = _index(recs, sections, records_root, results_dir, computes)
     path = results_dir / "README.md"
+    kept = _sections_of_other_scales(path, scales)
+    if kept:
+        index += (
+            "\n## Other scales, from an earlier build\n\n"
+            f"This build covered {', '.join(scales)} only (`--scale`); the sections below are "
+            "kept as the earlier report wrote them, from the records it read then.\n\n" + kept
+        )
     _write_text(path, index)
     return path
+
+
+def _sections_of_other_scales(index: Path, scales: Sequence[str]) -> str:
+    """The ``## <paper>, <scale> scale`` sections of an existing index whose scale is not being
+    rebuilt (a ``--scale`` build must not drop the other scales' tables from the index)."""
+    if not index.is_file():
+        return ""
+    others = [s for s in SCALES if s not in scales]
+    kept: list[str] = []
+    keep = False
+    for line in index.read_text(encoding="utf-8").splitlines():
+        heading = _SECTION.match(line)
+        if heading:  # a section of the index, or one kept by an earlier --scale build
+            keep = heading.group(2) in others
+            line = f"### {heading.group(1)}, {heading.group(2)} scale"  # under "Other scales"
+        elif line.startswith("## "):
+            keep = False
+        if keep:
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
@@ -1584,6 +1611,7 @@ def _parse_time(value: Any) -> datetime.datetime | None:
         return None
 
 
+_SECTION = re.compile(r"^#{2,3} (\w+), (\w+) scale$")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_")
 _DERIVED_DIRS = ("variants", "snapshots")
 
