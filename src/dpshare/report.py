@@ -1447,7 +1447,12 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
                     "seeds": len(group),
                 }
                 for column, metric in PEER_COLUMNS:
-                    row[column] = fmt(summarize(_values(group, metric))) if group else NOT_RUN
+                    values = _values(group, metric)
+                    # "n/a": the runs exist but do not record it (a released classifier has no
+                    # fidelity; records older than the metric have no peak memory)
+                    row[column] = (
+                        fmt(summarize(values)) if values else ("n/a" if group else NOT_RUN)
+                    )
                 row["epsilon spent (max)"] = _budget_cell(group)
                 if not group:
                     at = [
