@@ -521,18 +521,25 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
 
 
 def test_a_scale_build_keeps_the_other_scales_in_the_index(tmp_path: Path) -> None:
+    from dpshare.report import _sections_of_other_scales
+
     results, records_dir = tmp_path / "results", tmp_path / "outputs"
     records_dir.mkdir()
-    build(records_dir, results, scales=("smoke",))
-    smoke_claims = "## deng2026, smoke scale"
-    assert smoke_claims in (results / "README.md").read_text()
-    for _ in range(2):  # a second cpu-only build must not drop what the first one kept
-        build(records_dir, results, scales=("cpu",))
-        index = (results / "README.md").read_text()
-        assert "## deng2026, cpu scale" in index and "## compute, cpu scale" in index
-        assert "## Other scales, from an earlier build" in index
-        assert "### deng2026, smoke scale" in index and "### compute, smoke scale" in index
-        assert "### tao2020, smoke scale" in index and smoke_claims not in index.splitlines()
-        assert index.count("### deng2026, smoke scale") == 1
-    build(records_dir, results)  # every scale: nothing carried over
-    assert "Other scales" not in (results / "README.md").read_text()
+    results.mkdir()
+    (results / "README.md").write_text(
+        "# Results\n\nold header\n\n## deng2026, smoke scale\n\n| smoke claim |\n\n"
+        "## deng2026, cpu scale\n\n| old cpu claim |\n\n## compute, smoke scale\n\n- total\n"
+    )
+    build(records_dir, results, scales=("cpu",))  # one build: the wiring
+    index = (results / "README.md").read_text()
+    lines = index.splitlines()
+    assert "## deng2026, cpu scale" in lines and "## compute, cpu scale" in lines
+    assert "## Other scales, from an earlier build" in lines
+    assert "### deng2026, smoke scale" in lines and "| smoke claim |" in lines
+    assert "### compute, smoke scale" in lines and "## deng2026, smoke scale" not in lines
+    assert "| old cpu claim |" not in lines and "old header" not in lines  # rebuilt, not kept
+    # a second cpu build keeps what the first one kept (nested headings), once
+    again = _sections_of_other_scales(results / "README.md", ("cpu",))
+    assert again.splitlines().count("### deng2026, smoke scale") == 1 and "| smoke claim |" in again
+    assert "### compute, smoke scale" in again and "cpu scale" not in again
+    assert _sections_of_other_scales(results / "README.md", ("smoke", "cpu", "paper")) == ""
