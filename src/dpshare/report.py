@@ -355,6 +355,32 @@ def fmt(summary: SeedSummary, percent: bool = False) -> str:
     return f"{summary.mean * scale:.{digits}f} ± {summary.ci * scale:.{digits}f}"
 
 
+def _errorbar_over_epsilon(
+    ax: Any,
+    by_epsilon: dict[float, list[Record]],
+    metric: str,
+    *,
+    label: str,
+    single_marker: str = "o",
+    **style: Any,
+) -> None:
+    """One line of ``metric`` (mean ± 95 % interval over seeds) against epsilon; epsilons
+    without a value are left out, a line of one point gets ``single_marker``."""
+    pts = [(e, summarize(_values(g, metric))) for e, g in sorted(by_epsilon.items())]
+    pts = [(e, s_) for e, s_ in pts if s_.n]
+    if not pts:
+        return
+    ax.errorbar(
+        [e for e, _ in pts],
+        [s_.mean for _, s_ in pts],
+        yerr=[0 if s_.ci != s_.ci else s_.ci for _, s_ in pts],
+        marker="o" if len(pts) > 1 else single_marker,
+        capsize=3,
+        label=label,
+        **style,
+    )
+
+
 def _values(recs: Iterable[Record], key: str) -> list[float]:
     out = []
     for rec in recs:
@@ -1067,18 +1093,7 @@ def _bank_sim_epsilon(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for label, points in by.items():
-        pts = [(e, summarize(_values(g, BANK_SIM_AUC))) for e, g in sorted(points.items())]
-        pts = [(e, s_) for e, s_ in pts if s_.n]
-        if not pts:
-            continue
-        ax.errorbar(
-            [e for e, _ in pts],
-            [s_.mean for _, s_ in pts],
-            yerr=[0 if s_.ci != s_.ci else s_.ci for _, s_ in pts],
-            marker="o" if len(pts) > 1 else "D",
-            capsize=3,
-            label=label,
-        )
+        _errorbar_over_epsilon(ax, points, BANK_SIM_AUC, label=label, single_marker="D")
     paper = [
         (v["method"], float(v["value"]))
         for v in financial.get("values", [])
@@ -1525,18 +1540,12 @@ def _plot_peers(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (dataset, by, trtr) in zip(axes[0], panels, strict=True):
         for method in [m for m in PEER_ORDER if m in by] + sorted(set(by) - set(PEER_ORDER)):
-            pts = [(e, summarize(_values(g, PEER_AUC))) for e, g in sorted(by[method].items())]
-            pts = [(e, s_) for e, s_ in pts if s_.n]
-            if not pts:
-                continue
-            ax.errorbar(
-                [e for e, _ in pts],
-                [s_.mean for _, s_ in pts],
-                yerr=[0 if s_.ci != s_.ci else s_.ci for _, s_ in pts],
-                marker="o",
-                ls="--" if method in PEER_METHODS else "-",
-                capsize=3,
+            _errorbar_over_epsilon(
+                ax,
+                by[method],
+                PEER_AUC,
                 label=method + (" (smartnoise)" if method in PEER_METHODS else ""),
+                ls="--" if method in PEER_METHODS else "-",
             )
         if trtr.n:
             ax.axhline(trtr.mean, color="black", ls="-.", lw=0.8, label="real data (TRTR)")
