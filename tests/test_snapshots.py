@@ -135,6 +135,7 @@ def test_one_run_writes_a_complete_record_per_snapshot(snapshot_run) -> None:  #
         assert len(pd.read_parquet(snap_dir / "synthetic.parquet")) == metrics["data/n_synthetic"]
         run = json.loads((snap_dir / "run.json").read_text())
         assert run["status"] == "complete" and run["snapshot_of"] == str(run_dir.resolve())
+        assert "eval/shared_from" not in snap_metrics  # its own model: scored on its own
     # fewer steps than the run; the run's own record is untouched and its weights restored
     assert metrics["privacy/noisy_steps"] > steps
     for key, value in method.module.generator.state_dict().items():
@@ -152,6 +153,42 @@ def test_snapshot_models_differ_from_the_final_one(snapshot_run) -> None:  # typ
         tmp_path / "run" / SNAPSHOT_DIR / "eps1_delta0.0001" / "model.pt", weights_only=True
     )["generator"]
     assert any(not torch.equal(final[k], early[k]) for k in final if final[k].is_floating_point())
+
+
+def test_a_capped_snapshot_carries_the_runs_evaluation(tmp_path: Path) -> None:
+    """A snapshot that training never got past (the cap ends training before its budget) holds
+    the final model: it releases the run's table byte for byte and carries the run's scores
+    instead of computing them again; its privacy keys stay its own. A snapshot inside the
+    trajectory is scored on its own."""
+    cfg = compose_config(
+        [
+            *TINY,
+            *BUDGET,
+            "privacy.budget_max_epochs=1",
+            "privacy.snapshots=[{target_epsilon: 0.9},{target_epsilon: 2.5}]",
+        ],
+        tmp_path / "run",
+    )
+    metrics, _ = train_method(cfg)
+    run_dir = tmp_path / "run"
+    early = json.loads((run_dir / SNAPSHOT_DIR / "eps0.9_delta0.0001" / "metrics.json").read_text())
+    capped_dir = run_dir / SNAPSHOT_DIR / "eps2.5_delta0.0001"
+    capped = json.loads((capped_dir / "metrics.json").read_text())
+    assert early["privacy/noisy_steps"] < metrics["privacy/noisy_steps"]
+    assert "eval/shared_from" not in early and early["runtime/eval_seconds"] > 0
+    assert capped["privacy/noisy_steps"] == metrics["privacy/noisy_steps"]
+    assert capped["privacy/budget_capped"] == 1
+    assert capped["eval/shared_from"] == str(run_dir.resolve())
+    assert capped["runtime/eval_seconds"] == 0.0
+    run_info = json.loads((run_dir / "run.json").read_text())
+    capped_info = json.loads((capped_dir / "run.json").read_text())
+    table = "synthetic.parquet"  # the same table (the artifact's metadata names its own point)
+    assert capped_info["artifact_sha256"][table] == run_info["artifact_sha256"][table]
+    scores = [k for k in metrics if k.startswith(("utility/", "fidelity/", "attack/"))]
+    assert scores and all(capped[k] == metrics[k] for k in scores)
+    # its own point: target 2.5, the delta's epsilon for the same steps
+    assert capped["privacy/target_epsilon"] == 2.5 and metrics["privacy/target_epsilon"] == 3.0
+    assert capped["privacy/epsilon_spent"] == pytest.approx(metrics["privacy/epsilon_spent"])
 
 
 def test_a_snapshot_whose_budget_fits_no_step_fails_alone(tmp_path: Path) -> None:

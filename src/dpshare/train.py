@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -215,6 +217,7 @@ def train_method(
             "runtime/fit_seconds": fit_seconds,
             "runtime/peak_memory_mb": peak_memory_mb(method),
         }
+        evaluations: dict[str, tuple[dict[str, Any], str]] = {}  # release_and_evaluate
         metrics = release_and_evaluate(
             cfg,
             run_dir,
@@ -227,6 +230,7 @@ def train_method(
             run_info=run_info,
             timings=timings,
             started=started,
+            evaluations=evaluations,
         )
         variants = list(cfg.method.get("release_variants") or [])
         if variants:
@@ -255,6 +259,7 @@ def train_method(
                 plan=plan,
                 run_info=run_info,
                 timings=timings,
+                evaluations=evaluations,
             )
         ledger_record = ledger.to_dict()
         if plan is not None:
@@ -299,12 +304,21 @@ def release_and_evaluate(
     run_info: dict[str, Any],
     timings: dict[str, float],
     started: float,
+    evaluations: dict[str, tuple[dict[str, Any], str]] | None = None,
 ) -> dict[str, Any]:
     """The release of a trained method and its evaluation, into ``run_dir``: the synthetic
     table (or the model), artifacts, weights, then utility, fidelity and attacks, and the
     privacy keys of ``ledger``. Returns the metrics (not yet written: ``metrics.json`` marks
     completion and is the caller's last write). The run and each budget snapshot go through
-    this same function."""
+    this same function.
+
+    ``evaluations`` (one dict per training run) shares the evaluation between records of the
+    same run that release a byte-identical synthetic table under the same ``eval`` config: a
+    budget snapshot that training never got past (a capped trajectory, Tao 2020's grid at
+    ``scale=cpu``) holds the final model, so its table, and therefore every utility, fidelity
+    and attack score, is the run's. Scoring it again would cost minutes and give the same
+    numbers; the record says whose evaluation it carries (``eval/shared_from``). Privacy keys are
+    always the record's own."""
     t0 = time.perf_counter()
     synthetic: pd.DataFrame | None = None
     if isinstance(method, ReleasedModelMethod):  # the artifact is the model itself
@@ -331,12 +345,66 @@ def release_and_evaluate(
             run_dir, cfg=cfg, method=method, datamodule=datamodule, ledger=ledger, run_info=run_info
         )
 
-    t0 = time.perf_counter()
     # eval.score_on=validation (tuning runs): every score on the validation split, so that
     # choices are never made on the test split; otherwise the test split is scored and the
     # validation split only chooses the minority decision threshold
     tuning = cfg.eval.get("score_on", "test") == "validation"
     scored = splits.validation if tuning else splits.test
+    share_key = _evaluation_key(cfg, run_info) if synthetic is not None else None
+    if evaluations is not None and share_key is not None and share_key in evaluations:
+        shared, source = evaluations[share_key]
+        metrics = {**shared, "eval/shared_from": source}
+        eval_seconds = fidelity_seconds = attack_seconds = 0.0
+    else:
+        metrics, eval_seconds, fidelity_seconds, attack_seconds = _evaluate(
+            cfg, method, synthetic, data, splits, tuning=tuning, scored=scored
+        )
+        if evaluations is not None and share_key is not None:
+            evaluations[share_key] = (dict(metrics), str(Path(run_dir).resolve()))
+    metrics["data/scored_on"] = "validation" if tuning else "test"
+    return _with_record_keys(
+        metrics,
+        cfg,
+        method=method,
+        datamodule=datamodule,
+        data=data,
+        splits=splits,
+        ledger=ledger,
+        plan=plan,
+        synthetic=synthetic,
+        timings={
+            **timings,
+            "runtime/sample_seconds": sample_seconds,
+            "runtime/eval_seconds": eval_seconds,
+            "runtime/fidelity_seconds": fidelity_seconds,
+            "runtime/attack_seconds": attack_seconds,
+            "runtime/total_seconds": time.time() - started,
+        },
+    )
+
+
+def _evaluation_key(cfg: DictConfig, run_info: dict[str, Any]) -> str | None:
+    """What decides an evaluation's numbers: the released table's hash and the ``eval``
+    config (the splits and the data are the run's own, the same for all its records)."""
+    table_hash = (run_info.get("artifact_sha256") or {}).get(records.SYNTHETIC_FILE)
+    if table_hash is None:
+        return None
+    eval_cfg = json.dumps(OmegaConf.to_container(cfg.eval, resolve=True), sort_keys=True)
+    return f"{table_hash}:{hashlib.sha256(eval_cfg.encode()).hexdigest()}"
+
+
+def _evaluate(
+    cfg: DictConfig,
+    method: SyntheticDataMethod | ReleasedModelMethod,
+    synthetic: pd.DataFrame | None,
+    data: TabularData,
+    splits: DataSplits,
+    *,
+    tuning: bool,
+    scored: pd.DataFrame,
+) -> tuple[dict[str, Any], float, float, float]:
+    """Utility, fidelity and attack scores of one release, with the seconds each took."""
+    t0 = time.perf_counter()
     eval_kwargs: dict[str, Any] = dict(
         real_train=splits.train,
         real_test=scored,
@@ -401,8 +469,23 @@ def release_and_evaluate(
         )
         metrics["attack/reference_split"] = "reference" if len(splits.reference) else "validation"
     attack_seconds = time.perf_counter() - t0
-    metrics["data/scored_on"] = "validation" if tuning else "test"
+    return metrics, eval_seconds, fidelity_seconds, attack_seconds
 
+
+def _with_record_keys(
+    metrics: dict[str, Any],
+    cfg: DictConfig,
+    *,
+    method: SyntheticDataMethod | ReleasedModelMethod,
+    datamodule: TabularDataModule,
+    data: TabularData,
+    splits: DataSplits,
+    ledger: PrivacyLedger,
+    plan: PrivacyPlan | None,
+    synthetic: pd.DataFrame | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The record's own keys beside its scores: privacy (from its ledger), data, steps, clocks."""
     target = data.target
     transformer = getattr(datamodule, "transformer", None)  # None: a peer library encodes itself
     metrics.update(privacy_metrics(ledger, plan))
@@ -422,11 +505,6 @@ def release_and_evaluate(
             "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
             "train/generator_steps": getattr(method.module, "generator_updates", 0),
             **timings,
-            "runtime/sample_seconds": sample_seconds,
-            "runtime/eval_seconds": eval_seconds,
-            "runtime/fidelity_seconds": fidelity_seconds,
-            "runtime/attack_seconds": attack_seconds,
-            "runtime/total_seconds": time.time() - started,
         }
     )
     return metrics
@@ -578,6 +656,7 @@ def write_snapshots(
     plan: PrivacyPlan | None,
     run_info: dict[str, Any],
     timings: dict[str, float],
+    evaluations: dict[str, tuple[dict[str, Any], str]] | None = None,
 ) -> list[dict[str, Any]]:
     """One complete run record per captured budget snapshot, under
     ``<run_dir>/snapshots/<eps..._delta...>/`` (:mod:`dpshare.snapshots`); a snapshot that
@@ -633,6 +712,7 @@ def write_snapshots(
                     run_info=info,
                     timings={**timings, "runtime/fit_seconds": 0.0},
                     started=started,
+                    evaluations=evaluations,
                 )
                 metrics["privacy/snapshot"] = 1
                 ledger_record = item.ledger.to_dict()
