@@ -83,3 +83,16 @@ def test_no_evaluation_table_without_fidelity_or_attack_metrics(tmp_path: Path) 
     assert evaluation_table(runs).empty
     paths = write_comparison(runs, tmp_path / "out", title="t")
     assert {p.name for p in paths} == {"comparison.md", "comparison.csv"}
+
+
+def test_methods_at_one_epsilon_are_drawn_side_by_side() -> None:
+    """The AUC-vs-epsilon figures spread the lines around each epsilon (a log axis), so that
+    several methods at epsilon 1 do not draw their intervals on top of each other."""
+    from dpshare.report import _dodge
+
+    for n in (1, 2, 5, 8):
+        factors = [_dodge(i, n) for i in range(n)]
+        assert len(set(factors)) == n  # every line its own x
+        assert math.prod(factors) == pytest.approx(1.0, rel=1e-12)  # centred on the epsilon
+        assert min(factors) > 1 / 1.2 and max(factors) < 1.2  # still read as that epsilon
+    assert _dodge(0, 1) == 1.0
