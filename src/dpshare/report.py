@@ -1311,8 +1311,9 @@ def _deng_noise_stages(
         "The paper's Table 1 is qualitative (no numbers); we run fixed noise multipliers 4 / 2 / 1 "
         "(high / medium / low) for the same epochs with no target epsilon, so each stage spends "
         "what its sigma costs.",
-        "Discriminator accuracy: the heads' accuracy on generated rows in the last epoch (mean "
-        "over heads, from csv/metrics.csv). Validation-set performance: TSTR AUC on the real "
+        "Discriminator accuracy: the heads' accuracy on generated rows in the last epoch, a "
+        "fraction (mean over heads, from csv/metrics.csv). Validation-set performance: TSTR AUC "
+        "on the real "
         "test split. Privacy: mia_dcr AUC (higher = less protection).",
         f"Mean ± 95% t-interval half-width over seeds. Scale: {scale}.",
     ]
