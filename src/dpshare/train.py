@@ -362,25 +362,33 @@ def release_and_evaluate(
         if evaluations is not None and share_key is not None:
             evaluations[share_key] = (dict(metrics), str(Path(run_dir).resolve()))
     metrics["data/scored_on"] = "validation" if tuning else "test"
-    return _with_record_keys(
-        metrics,
-        cfg,
-        method=method,
-        datamodule=datamodule,
-        data=data,
-        splits=splits,
-        ledger=ledger,
-        plan=plan,
-        synthetic=synthetic,
-        timings={
+    target = data.target
+    transformer = getattr(datamodule, "transformer", None)  # None: a peer library encodes itself
+    metrics.update(privacy_metrics(ledger, plan))
+    metrics.update(
+        {
+            "data/n_train": len(splits.train),
+            "data/n_validation": len(splits.validation),
+            "data/n_test": len(splits.test),
+            "data/n_synthetic": 0 if synthetic is None else len(synthetic),
+            "data/n_features": len(data.feature_columns),
+            "data/encoded_dim": None if transformer is None else transformer.output_dim,
+            "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
+            "data/positive_rate_synthetic": None
+            if synthetic is None
+            else float((synthetic[target] == data.positive_label).mean()),
+            "data/artifact": "model" if synthetic is None else "synthetic",
+            "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
+            "train/generator_steps": getattr(method.module, "generator_updates", 0),
             **timings,
             "runtime/sample_seconds": sample_seconds,
             "runtime/eval_seconds": eval_seconds,
             "runtime/fidelity_seconds": fidelity_seconds,
             "runtime/attack_seconds": attack_seconds,
             "runtime/total_seconds": time.time() - started,
-        },
+        }
     )
+    return metrics
 
 
 def _evaluation_key(cfg: DictConfig, run_info: dict[str, Any]) -> str | None:
@@ -470,44 +478,6 @@ def _evaluate(
         metrics["attack/reference_split"] = "reference" if len(splits.reference) else "validation"
     attack_seconds = time.perf_counter() - t0
     return metrics, eval_seconds, fidelity_seconds, attack_seconds
-
-
-def _with_record_keys(
-    metrics: dict[str, Any],
-    cfg: DictConfig,
-    *,
-    method: SyntheticDataMethod | ReleasedModelMethod,
-    datamodule: TabularDataModule,
-    data: TabularData,
-    splits: DataSplits,
-    ledger: PrivacyLedger,
-    plan: PrivacyPlan | None,
-    synthetic: pd.DataFrame | None,
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    """The record's own keys beside its scores: privacy (from its ledger), data, steps, clocks."""
-    target = data.target
-    transformer = getattr(datamodule, "transformer", None)  # None: a peer library encodes itself
-    metrics.update(privacy_metrics(ledger, plan))
-    metrics.update(
-        {
-            "data/n_train": len(splits.train),
-            "data/n_validation": len(splits.validation),
-            "data/n_test": len(splits.test),
-            "data/n_synthetic": 0 if synthetic is None else len(synthetic),
-            "data/n_features": len(data.feature_columns),
-            "data/encoded_dim": None if transformer is None else transformer.output_dim,
-            "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
-            "data/positive_rate_synthetic": None
-            if synthetic is None
-            else float((synthetic[target] == data.positive_label).mean()),
-            "data/artifact": "model" if synthetic is None else "synthetic",
-            "train/discriminator_steps": getattr(method.module, "discriminator_updates", 0),
-            "train/generator_steps": getattr(method.module, "generator_updates", 0),
-            **timings,
-        }
-    )
-    return metrics
 
 
 def _snapshot_capture(
