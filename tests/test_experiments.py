@@ -16,7 +16,16 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF_DIR, PYTHON, REPO_ROOT, subprocess_env
 from dpshare.config import register_configs
-from dpshare.report import build, deduplicate, expected_grid, load_records, main
+from dpshare.report import (
+    build,
+    deduplicate,
+    expected_grid,
+    load_records,
+    main,
+    plain_config,
+    protocol,
+    tao_report,
+)
 from dpshare.reproduce import EXPERIMENTS, medical_sweep
 
 PAPER_EXPERIMENTS = sorted(
@@ -129,10 +138,67 @@ def test_paper_grids_match_the_papers() -> None:
     grid = expected_grid("tao2020_sigma_epsilon", "paper")
     assert grid["privacy.noise_multiplier"] == [2, 4, 6, 8]
     assert grid["privacy.target_epsilon"] == [0.5, 1, 2, 4]
-    assert expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"] == sigma
+    assert expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"] == [1, 3, 5, 7, 9]
     methods = expected_grid("deng2026_financial", "smoke")["method"]
     # multidisc_gan_mix: the framework, released plain and with a class mix (a release variant)
     assert {"multidisc_gan_mix", "standard_gan", "dp_lr", "fedavg"} <= set(methods)
+
+
+def test_cpu_fig3_borrows_the_even_sigmas_from_fig5_snapshots() -> None:
+    """At scale=cpu Fig. 3 trains the odd sigmas only: the even ones are Fig. 5's budget
+    snapshots at (epsilon 0.5, delta 1e-5), which must be the same protocol, or the report would
+    refuse them and Fig. 3 would lose four points."""
+    own = _compose("tao2020_sigma", "cpu")
+    fig5 = _compose("tao2020_sigma_delta", "cpu")
+    snap = [
+        s
+        for s in fig5.privacy.snapshots
+        if math.isclose(s["target_epsilon"], own.privacy.target_epsilon)
+        and math.isclose(s["target_delta"], own.privacy.target_delta)
+    ]
+    assert len(snap) == 1
+    odd = set(expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"])
+    even = set(expected_grid("tao2020_sigma_delta", "cpu")["privacy.noise_multiplier"])
+    assert odd | even == set(expected_grid("tao2020_sigma", "paper")["privacy.noise_multiplier"])
+
+    assert protocol(plain_config(own)) == protocol(plain_config(fig5))
+    fig5.method.batch_size = 512  # a change to Fig. 5's protocol alone breaks the borrowing
+    assert protocol(plain_config(own)) != protocol(plain_config(fig5))
+
+
+def test_a_figure_borrows_only_same_protocol_points_it_lacks(tmp_path: Path) -> None:
+    """Fig. 3 takes a sigma it has no record of from tao2020_sigma_delta, but only at its fixed
+    (epsilon, delta), only for the same protocol, and never over its own record of a seed."""
+    fig3 = {"target_epsilon": 0.5, "target_delta": 1e-5}
+
+    def rec(name: str, experiment: str, sigma: float, acc: float, **privacy: Any) -> Path:
+        return _record(
+            tmp_path,
+            name,
+            experiment=experiment,
+            dataset="mnist",
+            method="dp_wgan",
+            seed=0,
+            privacy={**fig3, "noise_multiplier": sigma, **privacy},
+            metrics={"utility/downstream_accuracy": acc, "privacy/epsilon_spent": 0.5},
+        )
+
+    rec("own6", "tao2020_sigma", 6.0, 0.30)
+    rec("fig5-6", "tao2020_sigma_delta", 6.0, 0.90)  # the same seed: the own record wins
+    rec("fig5-4", "tao2020_sigma_delta", 4.0, 0.40)  # borrowed
+    rec("fig5-2", "tao2020_sigma_delta", 2.0, 0.50, target_delta=1e-2)  # another delta
+    other = rec("fig6-8", "tao2020_sigma_epsilon", 8.0, 0.60)
+    config = yaml.safe_load((other / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+    config["privacy"]["max_grad_norm"] = 1.0  # another protocol
+    (other / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    out = tao_report(deduplicate(load_records(tmp_path)), "smoke", tmp_path / "results")
+    table = next(t for t in out.tables if t.id == "fig3_sigma").frame.set_index("sigma")
+    assert table.loc[6.0, "ours accuracy (%)"] == "30.00"
+    assert table.loc[6.0, "records of"] == "tao2020_sigma"
+    assert table.loc[4.0, "ours accuracy (%)"] == "40.00"
+    assert table.loc[4.0, "records of"] == "tao2020_sigma_delta"
+    assert table.loc[2.0, "status"] == table.loc[8.0, "status"] == "not run"
 
 
 def test_medical_scenario_needs_mimic(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,8 +215,8 @@ def select(recs: Sequence[Record], experiments: Sequence[str], scale: str) -> li
 # --------------------------------------------------------------------------- sweep definition
 
 
-def expected_grid(experiment: str, scale: str) -> dict[str, list[Any]]:
-    """The non-seed sweep parameters of ``conf/experiment/<experiment>.yaml`` at ``scale``."""
+def _compose(experiment: str, scale: str) -> Any:
+    """``conf/experiment/<experiment>.yaml`` at ``scale``, with Hydra's own config."""
     from hydra import compose, initialize_config_dir
 
     from dpshare.config import register_configs
@@ -224,11 +224,16 @@ def expected_grid(experiment: str, scale: str) -> dict[str, list[Any]]:
     register_configs()
     conf_dir = REPO_ROOT / "conf"
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(
+        return compose(
             "config",
             overrides=[f"experiment={experiment}", f"scale={scale}", "run_dir=unused"],
             return_hydra_config=True,
         )
+
+
+def expected_grid(experiment: str, scale: str) -> dict[str, list[Any]]:
+    """The non-seed sweep parameters of ``conf/experiment/<experiment>.yaml`` at ``scale``."""
+    cfg = _compose(experiment, scale)
     params = cfg.hydra.sweeper.params or {}
     grid = {}
     for key, value in params.items():
@@ -245,6 +250,92 @@ def expected_grid(experiment: str, scale: str) -> dict[str, list[Any]]:
             if len(values) > 1:
                 grid[f"privacy.{key}"] = sorted(values)
     return grid
+
+
+# what makes two runs the same protocol: everything that shapes training and scoring except the
+# swept privacy point (compared on its own), the seed, and where and how the run was logged
+_PROTOCOL_SECTIONS = ("method", "privacy", "eval", "trainer")
+_PROTOCOL_FREE = frozenset(
+    {
+        "privacy.target_epsilon",
+        "privacy.target_delta",
+        "privacy.noise_multiplier",
+        "privacy.snapshots",
+        "privacy.noise_seed",
+        "eval.seed",
+    }
+)
+
+
+def _flat(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: node}
+
+
+def protocol(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run's resolved config that two runs must share to be one protocol (the
+    same point of one figure, whichever sweep ran it): method, privacy mechanism, evaluation,
+    trainer, data set and scale, without the privacy point itself."""
+    flat: dict[str, Any] = {}
+    for section in _PROTOCOL_SECTIONS:
+        flat.update(_flat(config.get(section) or {}, section))
+    flat["dataset.name"] = (config.get("dataset") or {}).get("name")
+    flat["scale.name"] = (config.get("scale") or {}).get("name")
+    return {k: v for k, v in flat.items() if k not in _PROTOCOL_FREE}
+
+
+def _same_protocol(rec: Record, reference: dict[str, Any]) -> bool:
+    """The record ran ``reference``'s protocol (keys one side lacks, e.g. those added after an
+    older record was written, are not compared)."""
+    own = protocol(rec.config)
+    shared = own.keys() & reference.keys()
+    return all(_same(own[k], reference[k]) for k in shared)
+
+
+def borrowed(
+    recs: Sequence[Record], entry: dict[str, Any], experiment: str, scale: str
+) -> list[Record]:
+    """The records of a paper figure: its own experiment's, plus complete ones of its
+    ``also_from`` experiments that ran the same protocol at the figure's fixed settings, for a
+    (point, seed) that the own experiment has no complete record of. Tao 2020 Fig. 3 at
+    scale=cpu runs only the odd sigmas; its even ones are the (epsilon 0.5, delta 1e-5) budget
+    snapshots of Fig. 5's trajectories (docs/scales.md), the same runs, not trained twice."""
+    own = [r for r in recs if r.experiment == experiment]
+    key = PARAMETERS[entry["varied"]]
+    fixed = {PARAMETERS[k]: v for k, v in (entry.get("fixed") or {}).items()}
+    taken = {(r.get(key), r.get("seed")) for r in own if r.complete}
+    reference = protocol(plain_config(_compose(experiment, scale)))
+    out = list(own)
+    for source in entry.get("also_from", []):
+        for rec in recs:
+            point = (rec.get(key), rec.get("seed"))
+            if (
+                rec.experiment != source
+                or not rec.complete
+                or any(not _same(rec.get(k), v) for k, v in fixed.items())
+                or any(_same(point[0], p) and point[1] == s for p, s in taken)
+                or not _same_protocol(rec, reference)
+            ):
+                continue
+            taken.add(point)
+            out.append(rec)
+    return out
+
+
+def plain_config(cfg: Any) -> dict[str, Any]:
+    """A composed config as a run's record holds it: resolved, without Hydra's own node."""
+    from omegaconf import OmegaConf
+
+    with_hydra = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(with_hydra, dict)
+    with_hydra.pop("hydra", None)
+    plain = OmegaConf.to_container(OmegaConf.create(with_hydra), resolve=True)
+    assert isinstance(plain, dict)
+    return {str(k): v for k, v in plain.items()}
 
 
 def _parse(text: str) -> Any:
@@ -577,6 +668,7 @@ def tao_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
             continue
         chosen = select(recs, [experiment, *entry.get("also_from", [])], scale)
         if isinstance(varied, str):
+            chosen = borrowed(chosen, entry, experiment, scale)
             table, points, pairs = _tao_sweep(eid, entry, experiment, chosen, scale)
             out.tables.append(table)
             one_d[eid], paper_pairs[eid] = points, pairs
@@ -654,6 +746,7 @@ def _tao_sweep(
             "noisy steps": _mean(_values(done, "privacy/noisy_steps")),
             "budget steps": _mean(_values(done, "privacy/budget_steps")),
             "capped": "yes" if any(r.metric("privacy/budget_capped") for r in done) else "no",
+            "records of": ", ".join(sorted({r.experiment for r in done})) or None,
             "status": status,
         }
         rows.append(row)
@@ -668,7 +761,13 @@ def _tao_sweep(
         "images (utility/downstream_accuracy); mean ± 95% t-interval half-width over seeds.",
         "capped = the compute cap (privacy.budget_max_epochs), not the budget, ended training: "
         "epsilon spent is then below the target.",
-        f"Scale: {scale}. Records of experiment {experiment}.",
+        f"Scale: {scale}. Records of experiment {experiment}"
+        + (
+            f"; a point it has no record of may come from {', '.join(entry['also_from'])}, "
+            "from runs of the same protocol at the fixed settings above (records of)."
+            if entry.get("also_from")
+            else "."
+        ),
     ]
     return Table(f"{eid}", title, pd.DataFrame(rows), notes), points, pairs
 
