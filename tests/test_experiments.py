@@ -26,7 +26,7 @@ from dpshare.report import (
     protocol,
     tao_report,
 )
-from dpshare.reproduce import EXPERIMENTS, medical_sweep
+from dpshare.reproduce import EXPERIMENTS, medical_sweep, sweeps
 
 PAPER_EXPERIMENTS = sorted(
     p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if p.stem.startswith(("deng", "tao"))
@@ -144,22 +144,34 @@ def test_paper_grids_match_the_papers() -> None:
     assert {"multidisc_gan_mix", "standard_gan", "dp_lr", "fedavg"} <= set(methods)
 
 
-def test_cpu_fig3_borrows_the_even_sigmas_from_fig5_snapshots() -> None:
-    """At scale=cpu Fig. 3 trains the odd sigmas only: the even ones are Fig. 5's budget
-    snapshots at (epsilon 0.5, delta 1e-5), which must be the same protocol, or the report would
-    refuse them and Fig. 3 would lose four points."""
+def _has_snapshot(cfg: Any, epsilon: float, delta: float) -> bool:
+    return any(
+        math.isclose(s["target_epsilon"], epsilon) and math.isclose(s["target_delta"], delta)
+        for s in cfg.privacy.snapshots
+    )
+
+
+def test_cpu_tao_figures_share_trajectories_of_one_protocol() -> None:
+    """At scale=cpu Fig. 3 trains the odd sigmas only, Figs. 5 and 6 no sigma 6, and make
+    reproduce skips Fig. 4: those points are budget snapshots of Fig. 5's and Fig. 7's
+    trajectories, which must be the same protocol (else the report refuses them and the figures
+    lose points) and must hold a snapshot at each borrowed point."""
     own = _compose("tao2020_sigma", "cpu")
     fig5 = _compose("tao2020_sigma_delta", "cpu")
-    snap = [
-        s
-        for s in fig5.privacy.snapshots
-        if math.isclose(s["target_epsilon"], own.privacy.target_epsilon)
-        and math.isclose(s["target_delta"], own.privacy.target_delta)
-    ]
-    assert len(snap) == 1
-    odd = set(expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"])
-    even = set(expected_grid("tao2020_sigma_delta", "cpu")["privacy.noise_multiplier"])
-    assert odd | even == set(expected_grid("tao2020_sigma", "paper")["privacy.noise_multiplier"])
+    fig7 = _compose("tao2020_delta_epsilon", "cpu")
+    assert _has_snapshot(fig5, 0.5, 1e-5)
+    assert fig7.privacy.noise_multiplier == 6
+    for delta in (1e-5, 1e-4, 1e-3):  # Fig. 4 and Fig. 5's sigma 6 row; 1e-2 is the target
+        assert _has_snapshot(fig7, 0.5, delta)
+    for epsilon in (0.5, 1, 2, 4):  # Fig. 6's sigma 6 row at delta 1e-5
+        assert _has_snapshot(fig7, epsilon, 1e-5)
+    sigma = set(expected_grid("tao2020_sigma", "cpu")["privacy.noise_multiplier"])
+    for other in ("tao2020_sigma_delta", "tao2020_sigma_epsilon"):
+        assert 6 not in expected_grid(other, "cpu")["privacy.noise_multiplier"]
+    sigma |= set(expected_grid("tao2020_sigma_delta", "cpu")["privacy.noise_multiplier"]) | {6}
+    assert sigma == set(expected_grid("tao2020_sigma", "paper")["privacy.noise_multiplier"])
+    assert "tao2020_delta" not in sweeps("cpu") and "tao2020_delta" in sweeps("paper")
+    assert protocol(plain_config(own)) == protocol(plain_config(fig7))
 
     assert protocol(plain_config(own)) == protocol(plain_config(fig5))
     fig5.method.batch_size = 512  # a change to Fig. 5's protocol alone breaks the borrowing
@@ -584,6 +596,25 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
     assert rows.loc["tao2020_sigma", "wall (min)"] == "not run"
     assert "Total measured: 48.0 min of wall" in table.notes[1]
     assert "tao2020_sigma" in table.notes[2] and "tao2020_epsilon" not in table.notes[2]
+    assert "48.0 min of wall in the sweeps that `make reproduce` runs" in table.notes[1]
+    assert rows.loc["tao2020_delta", "in make reproduce"] == "yes"
+    # at cpu scale make reproduce leaves Fig. 4 out (its points are Fig. 7's snapshots): it is
+    # neither counted in make reproduce's wall nor listed as a sweep make reproduce lacks
+    cpu = compute_table(load_records(root), "cpu")
+    cpu_rows = cpu.frame.set_index("experiment")
+    assert cpu_rows.loc["tao2020_delta", "in make reproduce"] == (
+        "no: its points are tao2020_delta_epsilon's snapshots"
+    )
+    missing = cpu.notes[2].split(": ", 1)[1].rstrip(".").split(", ")
+    assert "tao2020_sigma" in missing and "tao2020_delta" not in missing
+    assert "deng2026_medical" in missing
+    # the medical sweep on its stand-in data set is what make reproduce runs without MIMIC-III
+    run("2026-12-06_12-00-00/0", "deng2026_medical_standin", "12:00:00", "12:10:00", 500.0)
+    table = compute_table(load_records(root), "smoke")
+    rows = table.frame.set_index("experiment")
+    assert rows.loc["deng2026_medical_standin", "in make reproduce"].startswith("yes")
+    assert "58.0 min of wall in the sweeps that `make reproduce` runs" in table.notes[1]
+    assert "deng2026_medical," not in table.notes[2]
 
 
 def test_a_scale_build_keeps_the_other_scales_in_the_index(tmp_path: Path) -> None:

@@ -305,23 +305,28 @@ def borrowed(
     scale=cpu runs only the odd sigmas; its even ones are the (epsilon 0.5, delta 1e-5) budget
     snapshots of Fig. 5's trajectories (docs/scales.md), the same runs, not trained twice."""
     own = [r for r in recs if r.experiment == experiment]
-    key = PARAMETERS[entry["varied"]]
+    varied = entry["varied"]
+    keys = [PARAMETERS[v] for v in ([varied] if isinstance(varied, str) else varied)]
     fixed = {PARAMETERS[k]: v for k, v in (entry.get("fixed") or {}).items()}
-    taken = {(r.get(key), r.get("seed")) for r in own if r.complete}
+
+    def point(rec: Record) -> tuple[Any, ...]:
+        return (*(rec.get(k) for k in keys), rec.get("seed"))
+
+    taken = [point(r) for r in own if r.complete]
     reference = protocol(plain_config(_compose(experiment, scale)))
     out = list(own)
     for source in entry.get("also_from", []):
         for rec in recs:
-            point = (rec.get(key), rec.get("seed"))
+            at = point(rec)
             if (
                 rec.experiment != source
                 or not rec.complete
                 or any(not _same(rec.get(k), v) for k, v in fixed.items())
-                or any(_same(point[0], p) and point[1] == s for p, s in taken)
+                or any(all(_same(a, b) for a, b in zip(at, t, strict=True)) for t in taken)
                 or not _same_protocol(rec, reference)
             ):
                 continue
-            taken.add(point)
+            taken.append(at)
             out.append(rec)
     return out
 
@@ -667,8 +672,9 @@ def tao_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
         if experiment is None or eid == "conclusion":
             continue
         chosen = select(recs, [experiment, *entry.get("also_from", [])], scale)
-        if isinstance(varied, str):
+        if varied is not None:
             chosen = borrowed(chosen, entry, experiment, scale)
+        if isinstance(varied, str):
             table, points, pairs = _tao_sweep(eid, entry, experiment, chosen, scale)
             out.tables.append(table)
             one_d[eid], paper_pairs[eid] = points, pairs
@@ -916,8 +922,13 @@ def _tao_grid(
     p_row, p_col = entry["varied"]
     k_row, k_col = PARAMETERS[p_row], PARAMETERS[p_col]
     grid = expected_grid(experiment, scale)
-    rows_v = sorted({*map(float, grid.get(k_row, []))})
-    cols_v = sorted({*map(float, grid.get(k_col, []))})
+
+    def axis(key: str) -> list[float]:
+        # the sweep's own values and those of points taken from another sweep (also_from)
+        found = {float(v) for v in (r.get(key) for r in recs if r.complete) if v is not None}
+        return sorted({*map(float, grid.get(key, []))} | found)
+
+    rows_v, cols_v = axis(k_row), axis(k_col)
     rows = []
     for rv in rows_v:
         row: dict[str, Any] = {p_row: rv}
@@ -945,6 +956,16 @@ def _tao_grid(
         "the target].",
         f"Scale: {scale}. Records of experiment {experiment}.",
     ]
+    others = sorted(
+        {(r.experiment, float(r.get(k_row))) for r in recs if r.complete}
+        - {(experiment, v) for v in rows_v}
+    )
+    for source in sorted({name for name, _ in others}):
+        values = ", ".join(f"{v:g}" for name, v in others if name == source)
+        notes.append(
+            f"{p_row} {values}: records of {source}, runs of the same protocol at the fixed "
+            "settings above (also_from), where this sweep has no record of the point."
+        )
     return Table(eid, title, pd.DataFrame(rows), notes)
 
 
@@ -1767,16 +1788,26 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
     A sweep's wall is the span from its first run's start to its last run's end, per sweep
     invocation (one multirun directory, or one single run); runs reused from an earlier
     invocation count in that one's span."""
-    from dpshare.reproduce import EXPERIMENTS, MAIN_EXPERIMENT  # lazy: reproduce imports train
+    # lazy: reproduce imports train
+    from dpshare.reproduce import (
+        COVERED_AT_SCALE,
+        EXPERIMENTS,
+        MAIN_EXPERIMENT,
+        MEDICAL_STANDIN,
+        sweeps,
+    )
 
     at_scale = [r for r in recs if r.scale == scale]
     by_experiment: dict[str, list[Record]] = {}
     for r in at_scale:
         by_experiment.setdefault(r.experiment, []).append(r)
     order = [MAIN_EXPERIMENT, *EXPERIMENTS]
+    # without MIMIC-III, make reproduce runs the medical sweep on its stand-in data set
+    runs_in_reproduce = {MAIN_EXPERIMENT, *sweeps(scale), MEDICAL_STANDIN}
+    covered = COVERED_AT_SCALE.get(scale, {})
     names = order + sorted(set(by_experiment) - set(order))
     rows: list[dict[str, Any]] = []
-    total_wall = total_fit = 0.0
+    total_wall = total_fit = reproduce_wall = 0.0
     for name in names:
         group = by_experiment.get(name, [])
         invocations: dict[Path, list[Record]] = {}
@@ -1795,10 +1826,19 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
         complete = sum(r.complete for r in trained)
         total_wall += wall
         total_fit += fit
+        reproduce_wall += wall if name in runs_in_reproduce else 0.0
+        if name == MEDICAL_STANDIN:
+            in_reproduce = "yes: deng2026_medical without MIMIC-III"
+        elif name in runs_in_reproduce:
+            in_reproduce = "yes"
+        elif name in covered:
+            in_reproduce = f"no: its points are {covered[name]}'s snapshots"
+        else:
+            in_reproduce = "no"
         rows.append(
             {
                 "experiment": name,
-                "in make reproduce": "yes" if name in order else "no",
+                "in make reproduce": in_reproduce,
                 "runs complete": complete,
                 "runs failed or incomplete": len(trained) - complete,
                 "wall (min)": round(wall / 60.0, 1) if group else NOT_RUN,
@@ -1806,12 +1846,18 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
             }
         )
     missing = [row["experiment"] for row in rows if row["wall (min)"] == NOT_RUN]
-    missing_in_reproduce = [m for m in missing if m in order]
+    missing_in_reproduce = [
+        m
+        for m in missing
+        if m in runs_in_reproduce
+        and not (m == "deng2026_medical" and by_experiment.get(MEDICAL_STANDIN))
+    ]
     notes = [
         "From the records' own clocks (run.json started_at / finished_at): a sweep's wall is "
         "the span of its runs, per sweep invocation; parallel jobs (joblib) overlap in it.",
         f"Total measured: {total_wall / 60.0:.1f} min of wall over the experiments that ran, "
-        f"{total_fit / 60.0:.1f} min of fit summed over runs.",
+        f"{total_fit / 60.0:.1f} min of fit summed over runs; {reproduce_wall / 60.0:.1f} min "
+        f"of wall in the sweeps that `make reproduce` runs at this scale.",
     ]
     if missing_in_reproduce:
         notes.append(
