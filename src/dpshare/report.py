@@ -301,10 +301,13 @@ def borrowed(
 ) -> list[Record]:
     """The records of a paper figure: its own experiment's, plus complete ones of its
     ``also_from`` experiments that ran the same protocol at the figure's fixed settings, for a
-    (point, seed) that the own experiment has no complete record of. Tao 2020 Fig. 3 at
-    scale=cpu runs only the odd sigmas; its even ones are the (epsilon 0.5, delta 1e-5) budget
-    snapshots of Fig. 5's trajectories (docs/scales.md), the same runs, not trained twice."""
+    (point, seed) that the own experiment has no complete record of. E.g. Tao 2020 Fig. 3 at
+    scale=cpu trains only the odd sigmas; its even ones are budget snapshots of Figs. 5 and 7's
+    trajectories at (epsilon 0.5, delta 1e-5) (docs/scales.md): the same runs, not trained
+    twice."""
     own = [r for r in recs if r.experiment == experiment]
+    if not entry.get("also_from"):
+        return own
     varied = entry["varied"]
     keys = [PARAMETERS[v] for v in ([varied] if isinstance(varied, str) else varied)]
     fixed = {PARAMETERS[k]: v for k, v in (entry.get("fixed") or {}).items()}
