@@ -124,6 +124,34 @@ def test_fedavg_clients_come_from_the_institution_column_and_dp_accounting_is_pe
     assert ledger.epsilon_spent() <= 2.0
 
 
+def test_fedavg_on_data_without_institutions_needs_simulated_clients() -> None:
+    """diabetes130 has no hospital id: fedavg says how to proceed, and
+    method=fedavg_random_clients federates 10 equal, disjoint clients of a seeded random
+    partition, with the same per-round accounting."""
+    cfg, dm, plan, ledger, _ = _parts(["method=fedavg"], dp=True)
+    dm.data.institution_column = None  # as a table without one
+    with pytest.raises(UserInputError, match="method.simulated_clients=K"):
+        FedAvg(cfg.method, dm, plan=plan)
+    cfg, dm, plan, ledger, _ = _parts(["method=fedavg_random_clients", "method.rounds=2"], dp=True)
+    dm.data.institution_column = None
+    fed = FedAvg(cfg.method, dm, plan=plan)
+    assert fed.column is None and len(fed.client_index) == cfg.method.simulated_clients == 10
+    sizes = [len(i) for i in fed.client_index]
+    assert max(sizes) - min(sizes) <= 1
+    everyone = np.concatenate(fed.client_index)
+    assert len(everyone) == dm.n_train and len(np.unique(everyone)) == dm.n_train
+    again = FedAvg(cfg.method, dm, plan=None)  # seeded: the same partition
+    assert all(
+        np.array_equal(a, b) for a, b in zip(fed.client_index, again.client_index, strict=True)
+    )
+    fed.fit(None)
+    entry = next(e for e in ledger.entries if e.module == "fedavg_clients")
+    assert entry.steps == 2 * fed.steps_per_round and ledger.epsilon_spent() <= 2.0
+    cfg, dm, plan, _, _ = _parts(["method=fedavg", "method.simulated_clients=1"])
+    with pytest.raises(UserInputError, match="simulated_clients must be >= 2"):
+        FedAvg(cfg.method, dm)
+
+
 def test_fedavg_stops_before_a_round_would_pass_the_target() -> None:
     cfg, dm, plan, ledger, _ = _parts(
         ["method=fedavg", "method.rounds=50", "privacy.noise_multiplier=1.5"], dp=True

@@ -217,6 +217,7 @@ def test_medical_scenario_needs_mimic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MIMIC3_ROOT", raising=False)
     args, note = medical_sweep()
     assert "dataset=diabetes130" in args and "experiment_name=deng2026_medical_standin" in args
+    assert "method=multidisc_gan,standard_gan,dp_lr,fedavg_random_clients" in args
     assert "not run on MIMIC-III" in note
     monkeypatch.setenv("MIMIC3_ROOT", "/data/mimic")
     args, note = medical_sweep()

@@ -111,6 +111,8 @@ def medical_sweep() -> tuple[list[str], str]:
             # no public domain is known for these two free-text-like codes, and a DP transformer
             # may not learn one from the data (docs/datasets.md): they are left out of the release
             "dataset.drop_columns=[payer_code,medical_specialty]",
+            # diabetes130 has no hospital id: FL federates 10 simulated hospitals
+            "method=multidisc_gan,standard_gan,dp_lr,fedavg_random_clients",
             f"experiment_name={MEDICAL_STANDIN}",
             "tags=[deng2026,medical,standin,diabetes130]",
         ],

@@ -111,6 +111,8 @@ class FedAvgConfig(DPLRConfig):
     client_fraction: float = 1.0
     weighting: str = "size"  # size | uniform
     institution_column: str | None = None  # None: the dataset's institution column
+    # data without institutions (e.g. diabetes130): K clients of a seeded random partition
+    simulated_clients: int | None = None
 
 
 @dataclass

@@ -59,17 +59,23 @@ log = logging.getLogger(__name__)
 WEIGHTINGS = ("size", "uniform")
 
 
-def resolve_institution_column(datamodule: TabularDataModule, configured: str | None) -> str:
+def resolve_institution_column(
+    datamodule: TabularDataModule, configured: str | None, *, simulated: bool = False
+) -> str | None:
     """``method.institution_column``, else the dataset's declared institution column, else a
-    column named ``institution``."""
+    column named ``institution``; None when there is none and ``simulated`` clients stand in."""
     frame = datamodule.train_frame
     column = configured or datamodule.data.institution_column
     if column is None and "institution" in frame.columns:
         column = "institution"
+    if column is None and simulated:
+        return None
     if column is None:
         raise UserInputError(
             f"dataset {datamodule.data.name!r} declares no institution column to federate over; "
-            "set method.institution_column=<column> (or dataset.institution_column for a table)"
+            "set method.institution_column=<column> (or dataset.institution_column for a "
+            "table), or method.simulated_clients=K to split the records at random into K "
+            "simulated institutions"
         )
     if column not in frame.columns:
         raise UserInputError(
@@ -111,14 +117,27 @@ class FedAvg(ReleasedModelMethod):
         datamodule.needs_class_prior = False
         datamodule.setup()
         self.classes = datamodule.classes
-        self.column = resolve_institution_column(datamodule, cfg.institution_column)
-        values = datamodule.train_frame[self.column].astype(str).to_numpy()
-        self.client_names = sorted(set(values))
-        self.client_index = [np.flatnonzero(values == name) for name in self.client_names]
+        simulated = cfg.get("simulated_clients")
+        if simulated is not None and int(simulated) < 2:
+            raise UserInputError(f"method.simulated_clients must be >= 2, got {simulated}")
+        self.column = resolve_institution_column(
+            datamodule, cfg.institution_column, simulated=simulated is not None
+        )
+        if self.column is None:
+            # no institutions in the data: K equal-size clients of a seeded random permutation
+            # of the train split. The partition reads no record (only their number, public like
+            # the split's size), so disjoint clients keep the parallel composition below.
+            order = np.random.default_rng(int(datamodule.seed)).permutation(datamodule.n_train)
+            self.client_index = [np.sort(i) for i in np.array_split(order, int(simulated))]
+            self.client_names = [f"simulated_{k}" for k in range(int(simulated))]
+        else:
+            values = datamodule.train_frame[self.column].astype(str).to_numpy()
+            self.client_names = sorted(set(values))
+            self.client_index = [np.flatnonzero(values == name) for name in self.client_names]
         log.info(
-            "fedavg: %d clients on %r (sizes %s)",
+            "fedavg: %d clients on %s (sizes %s)",
             len(self.client_names),
-            self.column,
+            repr(self.column) if self.column else "a random partition (method.simulated_clients)",
             [len(i) for i in self.client_index],
         )
         self.module = ClassifierModule(
