@@ -388,6 +388,9 @@ def test_report_builds_every_table_from_records(tmp_path: Path) -> None:
 
     deng = results / "deng2026" / "smoke"
     fin = pd.read_csv(deng / "deng_financial.csv").set_index("method")
+    fin_md = (deng / "deng_financial.md").read_text(encoding="utf-8")
+    # the paper-vs-ours table under it is a Markdown table of its own, not a bullet
+    assert "\n\n| quantity | method | paper | ours |" in fin_md and "- | quantity" not in fin_md
     assert {"proposed", "standard_gan", "dp_lr", "fl", "real data (TRTR)"} <= set(fin.index)
     assert fin.loc["proposed", "AUC"].startswith("0.710 ± ")
     table4 = pd.read_csv(deng / "deng_table4_privacy_attacks.csv")

@@ -381,7 +381,9 @@ class Table:
             "| " + " | ".join(_cell(v) for v in row) + " |"
             for row in self.frame.itertuples(index=False)
         ]
-        notes = [f"- {n}" for n in self.notes]
+        # a note is a bullet; an empty one a blank line; one of several lines (an embedded
+        # table) a block of its own, so that Markdown renders it as a table, not in a bullet
+        notes = [f"\n{n.strip()}\n" if "\n" in n else f"- {n}" if n else "" for n in self.notes]
         return "\n".join([f"# {self.title}", "", header, rule, *body, "", *notes, ""])
 
     def latex(self) -> str:
