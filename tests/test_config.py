@@ -12,7 +12,11 @@ GROUPS = ["dataset", "method", "privacy", "eval", "trainer", "logger", "scale", 
 
 
 # option files that configure a registered method differently (their `name` is that method's)
-VARIANTS = {"multidisc_gan_mix": "multidisc_gan", "dp_wgan_ours": "dp_wgan"}
+VARIANTS = {
+    "multidisc_gan_mix": "multidisc_gan",
+    "dp_wgan_ours": "dp_wgan",
+    "fedavg_random_clients": "fedavg",
+}
 
 
 def _options(group: str) -> list[str]:
