@@ -258,6 +258,21 @@ def test_values_outside_the_declared_categories_are_refused_for_a_non_nullable_c
         PeerEncoding(data, bins=4).encode(frame)
 
 
+def test_a_text_target_gets_no_missing_code(tiny_table: Path) -> None:
+    """bank_marketing's target is text (a dtype that can hold a missing value), but a target is
+    never missing: MST released rows without a label when it had a missing code."""
+    banks = DOMAIN["bank"]["categories"]
+    cfg = _config(
+        "mst", tiny_table, None, "dataset.target=bank", f"dataset.positive_label={banks[0]}"
+    )
+    data, splits = load_data(cfg)
+    encoding = PeerEncoding(data, bins=4)
+    column = next(c for c in encoding.library_columns() if c["name"] == "bank")
+    assert column["n_codes"] == len(banks)
+    codes = pd.DataFrame({n: np.full(3, 99) for n in encoding.library_names})
+    assert encoding.decode(codes, np.random.default_rng(0))["bank"].notna().all()
+
+
 def test_an_undeclared_column_is_refused_with_the_fix(tiny_table: Path) -> None:
     cfg = _config("mst", tiny_table, None)
     cfg.dataset.public_domain = {k: v for k, v in DOMAIN.items() if k != "amount"}

@@ -212,7 +212,9 @@ class PeerEncoding:
         columns = []
         for name, dtype in zip(names, data.frame.dtypes, strict=True):
             kind = domain.kind(name)
-            nullable = _holds_missing(dtype)
+            # the target is never missing (the loaders drop or refuse rows without one), so it
+            # gets no missing code: a marginal method could otherwise release rows with no label
+            nullable = _holds_missing(dtype) and name != data.target
             if kind == "categorical":
                 columns.append(
                     PeerColumn(
