@@ -800,3 +800,85 @@ def test_public_domain_mapping_round_trip() -> None:
     assert MIXED_DOMAIN.kind("dt") == "datetime" and MIXED_DOMAIN.kind("nope") is None
     with pytest.raises(UserInputError, match="'f' must have exactly one of the forms"):
         PublicDomain.from_mapping({"f": {"bounds": [0, 1], "categories": [1]}})
+
+
+def _heavy_tailed_frame(n: int = 4_000, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = np.exp(rng.normal(4.0, 1.5, n))  # log-normal, median ~55, a tail to ~10^4
+    amount[:3] = [0.0, 1e6, 100_000.0]  # below / above / at the declared bounds
+    return pd.DataFrame({"amount": amount, "small": rng.uniform(0.0, 10.0, n)})
+
+
+HEAVY_DOMAIN = PublicDomain(bounds={"amount": (0.0, 100_000.0), "small": (0.0, 10.0)})
+
+
+def test_dp_log_scale_has_the_linear_sensitivity() -> None:
+    frame = _heavy_tailed_frame(n=40)
+    linear = StatisticsQuery(frame.dtypes, HEAVY_DOMAIN)
+    log = StatisticsQuery(frame.dtypes, HEAVY_DOMAIN, continuous_scale="log")
+    assert log.l2_sensitivity == linear.l2_sensitivity
+    assert log.coordinates == linear.coordinates
+    full = log.evaluate(frame)
+    changes = np.stack(
+        [full - log.evaluate(frame.drop(index=i).reset_index(drop=True)) for i in frame.index]
+    )
+    np.testing.assert_allclose(changes, log.contributions(frame), atol=1e-12)
+    assert np.linalg.norm(changes, axis=1).max() <= log.l2_sensitivity + 1e-12
+    # v of a value is 2 log1p(x - lo) / log1p(hi - lo) - 1: -1 at the lower bound, +1 at the
+    # upper bound (a value above it is clipped), the log-midpoint in between
+    contributions = log.contributions(frame)
+    np.testing.assert_allclose(contributions[:3, 1], [-1.0, 1.0, 1.0], atol=1e-12)
+    mid = np.expm1(np.log1p(100_000.0) / 2.0)
+    one = log.contributions(pd.DataFrame({"amount": [mid], "small": [5.0]}))
+    assert one[0, 1] == pytest.approx(0.0, abs=1e-12)
+    # the linear query puts nearly every amount at the bottom of [-1, 1]
+    linear_v = linear.contributions(frame)[3:, 1]
+    log_v = contributions[3:, 1]
+    assert np.median(linear_v) < -0.99 < np.median(log_v)
+
+
+def test_dp_auto_scale_logs_only_columns_declared_zero_to_at_least_1000() -> None:
+    frame = _heavy_tailed_frame()
+    tt = TabularTransformer().fit_dp(
+        frame, domain=HEAVY_DOMAIN, noise_multiplier=1e-6, seed=0, continuous_scale="auto"
+    )
+    assert tt.release is not None
+    stats = tt.release.statistics
+    assert stats["amount"]["scale"] == "log1p(x - lower)"
+    assert stats["small"]["scale"] == "linear"
+    # with negligible noise the released mean / std are those of log1p(clipped amount)
+    logs = np.log1p(frame["amount"].clip(0.0, 100_000.0).to_numpy(np.float64))
+    assert stats["amount"]["mean"] == pytest.approx(logs.mean(), rel=1e-6)
+    assert stats["amount"]["std"] == pytest.approx(logs.std(), rel=1e-5)
+    encoded = tt.transform(frame)
+    spans = {s.column: s.start for s in tt.output_spans}
+    z = encoded[:, spans["amount"]].astype(np.float64)
+    # standardised on the log scale: mean 0, std 1 (float32 encoding, compared in float64)
+    assert z.mean() == pytest.approx(0.0, abs=1e-3) and z.std() == pytest.approx(1.0, rel=1e-3)
+    back = tt.inverse_transform(encoded)
+    inside = frame["amount"].clip(0.0, 100_000.0).to_numpy(np.float64)
+    # the round trip is exact up to float32 rounding of log1p(x) (relative error ~1e-6 in x)
+    np.testing.assert_allclose(back["amount"].to_numpy(np.float64), inside, rtol=1e-4, atol=1e-3)
+    assert "log1p" in next(r["encoding"] for r in tt.describe() if r["name"] == "amount")
+    # generator output far outside the range decodes inside the declared bounds
+    wild = np.zeros((2, encoded.shape[1]), dtype=np.float32)
+    wild[:, spans["amount"]] = [-1e3, 1e3]
+    decoded = tt.inverse_transform(wild)["amount"].to_numpy(np.float64)
+    np.testing.assert_allclose(decoded, [0.0, 100_000.0], rtol=1e-9)
+    # the saved transformer keeps the scale
+    again = TabularTransformer.from_dict(tt.to_dict())
+    np.testing.assert_array_equal(again.transform(frame), encoded)
+    # linear (the default) is the plain standardisation of x
+    plain = TabularTransformer().fit_dp(frame, domain=HEAVY_DOMAIN, noise_multiplier=1e-6, seed=0)
+    assert plain.release is not None and plain.release.statistics["amount"]["scale"] == "linear"
+
+
+def test_dp_refuses_an_unknown_continuous_scale() -> None:
+    with pytest.raises(UserInputError, match="continuous_scale='exp'.*auto.*linear.*log"):
+        TabularTransformer().fit_dp(
+            _heavy_tailed_frame(n=10),
+            domain=HEAVY_DOMAIN,
+            noise_multiplier=1.0,
+            seed=0,
+            continuous_scale="exp",
+        )

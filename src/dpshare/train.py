@@ -164,6 +164,7 @@ def train_method(
             splits.train,
             batch_size=cfg.method.batch_size,
             continuous_mode=cfg.method.continuous_mode,
+            continuous_scale=str(cfg.method.get("continuous_scale", "linear")),
             ledger=ledger,
             seed=cfg.seed,
             plan=plan,

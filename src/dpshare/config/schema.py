@@ -76,6 +76,9 @@ class StandardGANConfig:
     gumbel_tau: float = 0.2
     condition_on_label: bool = True
     continuous_mode: str = "standard"
+    # public scale of bounded columns in the DP transformer fit: linear | log | auto (log1p for
+    # columns declared [0, upper >= 1000]); a rule on dataset.public_domain, no privacy cost
+    continuous_scale: str = "linear"
     sample_size: int | None = None  # synthetic rows; None = size of the real train split
     class_mix: Any = None  # class value -> share of the released rows; None = released prior
     # more tables released from the SAME trained generator, each with its own record under
@@ -97,6 +100,7 @@ class DPLRConfig:
     weight_decay: float = 0.0
     batch_size: int = 500
     continuous_mode: str = "standard"
+    continuous_scale: str = "linear"  # as in StandardGANConfig (the classifier's features)
     sample_size: int | None = None  # unused: the artifact is a model
 
 

@@ -17,7 +17,7 @@ from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpshare.data.base import TabularData
-from dpshare.data.transformer import OutputSpan, TabularTransformer
+from dpshare.data.transformer import OutputSpan, TabularTransformer, log_scaled
 from dpshare.errors import NonFiniteLossError, UserInputError
 from dpshare.privacy import PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan
@@ -42,6 +42,7 @@ class TabularDataModule(pl.LightningDataModule):
         *,
         batch_size: int,
         continuous_mode: str = "standard",
+        continuous_scale: str = "linear",
         ledger: PrivacyLedger,
         seed: int = 0,
         plan: PrivacyPlan | None = None,
@@ -61,6 +62,9 @@ class TabularDataModule(pl.LightningDataModule):
         # True on resume (dpshare.checkpoint): batches drawn with fresh OS entropy
         self.fresh_sampling = False
         self.continuous_mode = continuous_mode
+        # public scale of bounded columns in the DP transformer fit (TabularTransformer.fit_dp)
+        log_scaled(0.0, 1.0, continuous_scale)  # validates the name before any work
+        self.continuous_scale = continuous_scale
         self.ledger = ledger
         self.seed = seed
         self.plan = plan
@@ -242,6 +246,7 @@ class TabularDataModule(pl.LightningDataModule):
             domain=domain,
             noise_multiplier=sigma,
             seed=self.plan.release_seed_for(1),
+            continuous_scale=self.continuous_scale,
         )
         release = self.transformer.release
         self.ledger.record_gaussian(

@@ -66,7 +66,12 @@ Roth 2014, Thm A.1; accounted with RDP / PLD like one DP-SGD step with sample ra
    with the noisy mean / std (``continuous_mode="quantile"`` is refused: it needs many quantiles,
    which this fit does not release); the imputation value is the noisy mean (the median is not
    released); clipping and decoding use the declared bounds, never data quantiles. Datetimes
-   use the declared range and the noisy mean / std of the timestamp. Categorical columns one-hot
+   use the declared range and the noisy mean / std of the timestamp. With
+   ``continuous_scale="auto"`` (or ``"log"``) a column declared ``[0, upper >= 1000]`` (every
+   bounded column) is modelled on the public scale ``s = log1p(x - lo)``: the query reads
+   ``v = 2 s / log1p(hi - lo) - 1`` (same sensitivity), the encoder standardises ``s`` and
+   decoding inverts it, so heavy-tailed amounts are not squeezed into a sliver of the
+   standardised range (a rule on declared bounds: no cost). Categorical columns one-hot
    over the declared categories. A missing-value span is added when the column's dtype can hold
    a missing value and its noisy missing count exceeds ``0.5 + 3 * noise std`` (a column without
    missing values gets a spurious span with probability 0.13 %). The noisy record count is the
@@ -123,6 +128,8 @@ from sklearn.preprocessing import QuantileTransformer
 from dpshare.errors import UserInputError
 
 __all__ = [
+    "CONTINUOUS_SCALES",
+    "LOG_AUTO_MIN_UPPER",
     "ColumnKind",
     "DPRelease",
     "OutputSpan",
@@ -133,11 +140,32 @@ __all__ = [
     "dtype_from_json",
     "dtype_to_json",
     "infer_column_kinds",
+    "log_scaled",
     "value_from_json",
     "value_to_json",
 ]
 
 ColumnKind = Literal["continuous", "categorical", "datetime"]
+
+# Public scale of a bounded continuous column in a DP fit (and in the peers' encodings):
+# ``log`` puts every bounded column on ``log1p(x - lower)``; ``auto`` does so for columns declared
+# ``[0, upper]`` with ``upper >= LOG_AUTO_MIN_UPPER`` (amounts, balances, durations, whose
+# declared caps lie orders of magnitude above typical values); ``linear`` keeps ``x``. A rule on
+# the declared bounds only, never on the records, so it costs no privacy.
+CONTINUOUS_SCALES = ("auto", "linear", "log")
+LOG_AUTO_MIN_UPPER = 1000.0
+
+
+def log_scaled(lower: float, upper: float, continuous_scale: str) -> bool:
+    """Whether a column declared ``[lower, upper]`` is modelled on the ``log1p(x - lower)`` scale
+    under ``continuous_scale`` (:data:`CONTINUOUS_SCALES`)."""
+    if continuous_scale not in CONTINUOUS_SCALES:
+        raise UserInputError(
+            f"continuous_scale={continuous_scale!r}; choose one of {list(CONTINUOUS_SCALES)}"
+        )
+    return continuous_scale == "log" or (
+        continuous_scale == "auto" and float(lower) == 0.0 and float(upper) >= LOG_AUTO_MIN_UPPER
+    )
 _KINDS: tuple[str, ...] = ("continuous", "categorical", "datetime")
 
 _SECONDS_PER_DAY = 86_400
@@ -290,6 +318,8 @@ class _ContinuousEncoder(_Encoder):
     clipped_by_quantiles: bool = False
     clipped_by_bounds: bool = False
     public_scaling: bool = False  # fit_public: scaled by the declared bounds, nothing read
+    # DP fit on the public log scale: ``mean`` / ``std`` are of ``log1p(x - low)``
+    log_scale: bool = False
     impute_value: float = 0.0
     mean: float = 0.0
     std: float = 1.0
@@ -390,6 +420,12 @@ class _ContinuousEncoder(_Encoder):
                 "scale to [-1, 1] by the declared bounds (no statistic read)",
                 "midpoint imputation",
             ]
+        elif self.clipped_by_bounds and self.log_scale:
+            parts = [
+                "clip to declared bounds",
+                "DP-mean imputation",
+                "s = log1p(x - lower), standardize (s - mean) / std with DP mean and std of s",
+            ]
         elif self.clipped_by_bounds:
             parts = [
                 "clip to declared bounds",
@@ -412,7 +448,9 @@ class _ContinuousEncoder(_Encoder):
         values = self.values(self.label, series, allow_infinite=self.clipped_by_bounds)
         missing = np.isnan(values)
         filled = np.where(missing, self.impute_value, np.clip(values, self.low, self.high))
-        if self.quantile_transformer is None:
+        if self.log_scale:
+            scaled = (np.log1p(filled - self.low) - self.mean) / self.std
+        elif self.quantile_transformer is None:
             scaled = (filled - self.mean) / self.std
         else:
             scaled = self.quantile_transformer.transform(filled.reshape(-1, 1))[:, 0]
@@ -422,7 +460,11 @@ class _ContinuousEncoder(_Encoder):
         return out
 
     def inverse(self, block: np.ndarray) -> pd.Series:
-        if self.quantile_transformer is None:
+        if self.log_scale:
+            top = math.log1p(self.high - self.low)
+            logs = np.clip(block[:, 0].astype(np.float64) * self.std + self.mean, 0.0, top)
+            values = np.expm1(logs) + self.low
+        elif self.quantile_transformer is None:
             values = block[:, 0] * self.std + self.mean
         else:
             values = self.quantile_transformer.inverse_transform(block[:, :1])[:, 0]
@@ -888,6 +930,7 @@ class _QueryColumn:
     high: float = 1.0
     categories: tuple[Any, ...] = ()
     unit: str = "ns"
+    log: bool = False  # continuous: v scales log1p(x - low) by log1p(high - low)
 
     @property
     def label(self) -> str:
@@ -926,6 +969,11 @@ class _QueryColumn:
             values = _ContinuousEncoder.values(self.label, series, allow_infinite=True)
             missing = np.isnan(values)
             offset = np.clip(np.where(missing, self.low, values), self.low, self.high) - self.low
+            if self.log:
+                # the public log scale: v = 2 log1p(offset) / log1p(high - low) - 1, in [-1, 1]
+                # like the linear v, so the sensitivity is unchanged
+                v = 2.0 * np.log1p(offset) / math.log1p(self.high - self.low) - 1.0
+                return self._numeric_block(out, v, missing)
         else:
             ints = series.to_numpy(dtype=f"datetime64[{self.unit}]").view(np.int64)
             missing = series.isna().to_numpy(dtype=bool)
@@ -933,6 +981,10 @@ class _QueryColumn:
             offset = (np.clip(np.where(missing, lo, ints), lo, hi) - lo).astype(np.float64)
         # v in [-1, 1]: the centred, scaled value.
         v = 2.0 * offset / (self.high - self.low) - 1.0
+        return self._numeric_block(out, v, missing)
+
+    @staticmethod
+    def _numeric_block(out: np.ndarray, v: np.ndarray, missing: np.ndarray) -> np.ndarray:
         present = ~missing
         out[:, 0] = present
         out[:, 1] = np.where(present, v, 0.0)
@@ -960,8 +1012,14 @@ class StatisticsQuery:
     """
 
     def __init__(
-        self, dtypes: pd.Series, domain: PublicDomain, *, max_categories: int = 100
+        self,
+        dtypes: pd.Series,
+        domain: PublicDomain,
+        *,
+        max_categories: int = 100,
+        continuous_scale: str = "linear",
     ) -> None:
+        log_scaled(0.0, 1.0, continuous_scale)  # validates the name
         if not isinstance(domain, PublicDomain):
             raise UserInputError(
                 f"domain must be a PublicDomain, got {type(domain).__name__}; build one with "
@@ -971,7 +1029,7 @@ class StatisticsQuery:
         columns: list[_QueryColumn] = []
         start = 0
         for name, dtype in dtypes.items():
-            spec = self._column(name, dtype, domain, start, max_categories)
+            spec = self._column(name, dtype, domain, start, max_categories, continuous_scale)
             columns.append(spec)
             start += spec.width
         self.columns: tuple[_QueryColumn, ...] = tuple(columns)
@@ -981,7 +1039,12 @@ class StatisticsQuery:
 
     @staticmethod
     def _column(
-        name: Any, dtype: Any, domain: PublicDomain, start: int, max_categories: int
+        name: Any,
+        dtype: Any,
+        domain: PublicDomain,
+        start: int,
+        max_categories: int,
+        continuous_scale: str,
     ) -> _QueryColumn:
         col = str(name)
         kind = domain.kind(col)
@@ -1013,7 +1076,15 @@ class StatisticsQuery:
                     f"column {col!r} has integer dtype {dtype} but its declared bounds "
                     f"[{lo:g}, {hi:g}] contain no integer; {_declare_hint(col, 'continuous')}"
                 )
-            return _QueryColumn(name, "continuous", dtype, start, low=lo, high=hi)
+            return _QueryColumn(
+                name,
+                "continuous",
+                dtype,
+                start,
+                low=lo,
+                high=hi,
+                log=log_scaled(lo, hi, continuous_scale),
+            )
         if kind == "datetime":
             if not is_datetime:
                 raise UserInputError(
@@ -1179,11 +1250,19 @@ def _numeric_from_query(
     has_missing = missing_span and _holds_missing(q.dtype)
     half_range = (q.high - q.low) / 2.0
     if q.kind == "continuous":
-        mean = (q.low + q.high) / 2.0 + half_range * mean_v
-        std = half_range * std_v
         low, high = q.low, q.high
         if is_integer_dtype(q.dtype):
             low, high = float(math.ceil(low)), float(math.floor(high))
+        if q.log:
+            # mean / std of s = log1p(x - low), on [0, log1p(high - low)]
+            half_log = math.log1p(q.high - q.low) / 2.0
+            mean = half_log * (1.0 + mean_v)
+            std = half_log * std_v
+            impute = min(max(math.expm1(mean) + q.low, low), high)
+        else:
+            mean = (q.low + q.high) / 2.0 + half_range * mean_v
+            std = half_range * std_v
+            impute = min(max(mean, low), high)
         cont = _ContinuousEncoder(
             name=q.name,
             dtype=q.dtype,
@@ -1192,7 +1271,8 @@ def _numeric_from_query(
             low=low,
             high=high,
             clipped_by_bounds=True,
-            impute_value=min(max(mean, low), high),
+            log_scale=q.log,
+            impute_value=impute,
             mean=mean,
             std=std,
         )
@@ -1204,6 +1284,7 @@ def _numeric_from_query(
             "bounds": (q.low, q.high),
             "count": count,
             "missing_count": missing,
+            "scale": "log1p(x - lower)" if q.log else "linear",
             "mean": mean,
             "std": std,
         }
@@ -1434,6 +1515,7 @@ def _encoder_to_json(encoder: _Encoder) -> dict[str, Any]:
             clipped_by_quantiles=encoder.clipped_by_quantiles,
             clipped_by_bounds=encoder.clipped_by_bounds,
             public_scaling=encoder.public_scaling,
+            log_scale=encoder.log_scale,
             impute_value=value_to_json(encoder.impute_value),
             mean=value_to_json(encoder.mean),
             std=value_to_json(encoder.std),
@@ -1498,6 +1580,7 @@ def _encoder_from_json(spec: Mapping[str, Any]) -> _Encoder:
             clipped_by_quantiles=bool(spec["clipped_by_quantiles"]),
             clipped_by_bounds=bool(spec["clipped_by_bounds"]),
             public_scaling=bool(spec["public_scaling"]),
+            log_scale=bool(spec.get("log_scale", False)),  # absent in transformers saved before
             impute_value=value_from_json(spec["impute_value"]),
             mean=value_from_json(spec["mean"]),
             std=value_from_json(spec["std"]),
@@ -1656,6 +1739,7 @@ class TabularTransformer:
         domain: PublicDomain,
         noise_multiplier: float,
         seed: int | None,
+        continuous_scale: str = "linear",
     ) -> TabularTransformer:
         """Fit the encoding from ONE Gaussian-mechanism release of the statistics it needs.
 
@@ -1675,6 +1759,11 @@ class TabularTransformer:
                 a positive finite number.
             seed: seed of the noise generator. ``None`` draws fresh OS entropy; the DP guarantee
                 assumes the seed is kept secret (anyone who knows it can subtract the noise).
+            continuous_scale: the public scale of bounded continuous columns
+                (:data:`CONTINUOUS_SCALES`, rule :func:`log_scaled`): on the log scale the query
+                reads ``v = 2 log1p(x - lo) / log1p(hi - lo) - 1`` (still in ``[-1, 1]``: same
+                sensitivity) and the encoder standardises ``log1p(x - lo)`` with its noisy mean
+                and std; decoding inverts it. ``linear`` (default) is the module docstring's.
 
         Returns:
             ``self``.
@@ -1697,7 +1786,12 @@ class TabularTransformer:
         noise_multiplier = float(noise_multiplier)
 
         # 1. The query, from public information only.
-        query = StatisticsQuery(frame.dtypes, domain, max_categories=self.max_categories)
+        query = StatisticsQuery(
+            frame.dtypes,
+            domain,
+            max_categories=self.max_categories,
+            continuous_scale=continuous_scale,
+        )
         # 2. + 3. Evaluate on the records and add Gaussian noise: the only access to the data.
         noise_std = noise_multiplier * query.l2_sensitivity
         rng = np.random.default_rng(seed)

@@ -60,6 +60,7 @@ from omegaconf import OmegaConf
 from dpshare import smartnoise
 from dpshare.data.base import TabularData
 from dpshare.data.datamodule import TabularDataModule
+from dpshare.data.transformer import CONTINUOUS_SCALES, log_scaled
 from dpshare.errors import UserInputError
 from dpshare.models.base import SyntheticDataMethod
 from dpshare.models.registry import METHODS
@@ -79,8 +80,6 @@ INSTALL_COMMAND = (
 )
 # where make install-peers puts Opacus 0.14 for dpctgan's child process
 OPACUS014_ENV = "DPSHARE_OPACUS014"
-CONTINUOUS_SCALES = ("auto", "linear", "log")
-LOG_AUTO_MIN_UPPER = 1000.0  # auto: log1p scale for columns declared [0, upper >= this]
 MISSING_SUFFIX = "::missing"  # the 0/1 indicator column of a nullable continuous column
 _EPOCH = pd.Timestamp("1970-01-01")
 
@@ -223,9 +222,7 @@ class PeerEncoding:
                 )
             elif kind == "continuous":
                 lower, upper = (float(v) for v in domain.bounds[name])
-                log_scale = self.continuous_scale == "log" or (
-                    self.continuous_scale == "auto" and lower == 0.0 and upper >= LOG_AUTO_MIN_UPPER
-                )
+                log_scale = log_scaled(lower, upper, self.continuous_scale)
                 columns.append(
                     PeerColumn(name, kind, dtype, nullable, lower=lower, upper=upper, log=log_scale)
                 )
