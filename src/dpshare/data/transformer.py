@@ -166,6 +166,8 @@ def log_scaled(lower: float, upper: float, continuous_scale: str) -> bool:
     return continuous_scale == "log" or (
         continuous_scale == "auto" and float(lower) == 0.0 and float(upper) >= LOG_AUTO_MIN_UPPER
     )
+
+
 _KINDS: tuple[str, ...] = ("continuous", "categorical", "datetime")
 
 _SECONDS_PER_DAY = 86_400
