@@ -149,7 +149,9 @@ def test_training_stops_before_the_budget_would_be_exceeded() -> None:
 
 
 def test_fixed_run_record(tmp_path) -> None:
-    cfg = compose_config([*DP_TINY, "privacy.target_epsilon=1.0"], tmp_path / "run")
+    cfg = compose_config(
+        [*DP_TINY, "privacy.target_epsilon=1.0", "method.continuous_scale=auto"], tmp_path / "run"
+    )
     metrics = train(cfg)
     assert metrics["privacy/is_dp"] == 1
     assert 0.9 < metrics["privacy/epsilon_spent"] <= 1.0
@@ -161,6 +163,18 @@ def test_fixed_run_record(tmp_path) -> None:
     assert modules == ["transformer", "label_distribution", "discriminator"]
     assert all(e["differentially_private"] for e in ledger["entries"])
     assert ledger["entries"][2]["steps"] == metrics["privacy/noisy_steps"]
+    # method.continuous_scale=auto reaches the DP fit: the columns declared
+    # [0, >= 1000] are on the log scale in the saved transformer, the 24-hour counts are not
+    saved = json.loads((tmp_path / "run" / "generator.json").read_text())["transformer"]
+    log_scale = {e["name"]: e["log_scale"] for e in saved["encoders"] if e["kind"] == "continuous"}
+    assert log_scale == {
+        "account_age_days": True,
+        "amount": True,
+        "balance_before": True,
+        "hours_since_prev": True,
+        "txn_count_24h": False,
+        "cross_bank_count_24h": False,
+    }
 
 
 def test_pid_run_moves_sigma_and_charges_its_signals(tmp_path) -> None:

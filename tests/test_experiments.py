@@ -24,6 +24,7 @@ from dpshare.report import (
     main,
     plain_config,
     protocol,
+    settings_notes,
     tao_report,
 )
 from dpshare.reproduce import EXPERIMENTS, medical_sweep, sweeps
@@ -644,3 +645,48 @@ def test_a_scale_build_keeps_the_other_scales_in_the_index(tmp_path: Path) -> No
     assert again.splitlines().count("### deng2026, smoke scale") == 1 and "| smoke claim |" in again
     assert "### compute, smoke scale" in again and "cpu scale" not in again
     assert _sections_of_other_scales(results / "README.md", ("smoke", "cpu", "paper")) == ""
+
+
+def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path) -> None:
+    bank = {"name": "bank_sim", "n_banks": 5, "days": 180, "start": "2025-01-01"}
+    diabetes = {"name": "diabetes130", "public_domain": {"time_in_hospital": {"bounds": [1, 14]}}}
+    # (name, experiment, method option, data set, the run's continuous_scale (None: written
+    # before the key existed, so it ran linear), privacy); the current configuration has auto
+    # for the framework and linear for the standard GAN (chosen on validation, docs/bank_sim.md)
+    runs = [
+        ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, {}),  # flagged
+        ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", {}),
+        ("std", "deng2026_financial", "standard_gan", bank, None, {}),  # linear, as now
+        ("std_log", "deng2026_financial", "standard_gan", bank, "auto", {}),  # flagged
+        # a non-private run fits the transformer without DP, where the setting has no effect
+        ("raw", "deng2026_financial", "multidisc_gan_mix", bank, None, {"name": "none"}),
+        # diabetes130 declares no column [0, >= 1000]: linear and auto are one encoding there
+        ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, {}),
+    ]
+    for seed, (name, experiment, option, dataset, scale, privacy) in enumerate(runs):
+        method = "multidisc_gan" if option.startswith("multidisc") else option
+        run_dir = _record(tmp_path, name, experiment=experiment, dataset=dataset["name"],
+                          method=method, seed=seed, metrics={"utility/downstream_auc": 0.6},
+                          privacy={"target_epsilon": 1.0, **privacy})  # fmt: skip
+        path = run_dir / ".hydra" / "config.yaml"
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config["dataset"] = dataset
+        if scale is not None:
+            config["method"]["continuous_scale"] = scale
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        overrides = [f"method={option}", f"seed={seed}", f"experiment={experiment}"]
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), "utf-8")
+    notes = settings_notes(load_records(tmp_path), "smoke")
+    assert list(notes) == ["deng2026_financial"]
+    assert len(notes["deng2026_financial"]) == 2
+    text = "\n".join(notes["deng2026_financial"])
+    assert (
+        "1 record(s) ran with method.continuous_scale=linear, the current configuration of "
+        "their method has auto" in text
+    )
+    assert "1 record(s) ran with method.continuous_scale=auto, the current configuration" in text
+    # the notes reach the Deng section of the index
+    index = build(tmp_path, tmp_path / "results", scales=("smoke",)).read_text(encoding="utf-8")
+    assert (
+        "- note: deng2026_financial: 1 record(s) ran with method.continuous_scale=linear" in index
+    )

@@ -215,8 +215,115 @@ def select(recs: Sequence[Record], experiments: Sequence[str], scale: str) -> li
 # --------------------------------------------------------------------------- sweep definition
 
 
-def _compose(experiment: str, scale: str) -> Any:
-    """``conf/experiment/<experiment>.yaml`` at ``scale``, with Hydra's own config."""
+# Defaults that changed after records were written: key -> the value a record written before
+# the key existed ran with. A section whose records ran another effective setting than their
+# experiment's current configuration says so (settings_notes), so that old settings never pass
+# for current ones.
+CHANGED_DEFAULTS: dict[str, Any] = {"method.continuous_scale": "linear"}
+
+
+def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
+    """The columns of ``rec``'s data set that ``continuous_scale`` puts on the public log scale
+    (``None``: the data set's declared bounds are not known here)."""
+    from dpshare.data.transformer import CONTINUOUS_SCALES, log_scaled
+
+    if continuous_scale not in CONTINUOUS_SCALES:
+        return None
+    dataset = rec.config.get("dataset") or {}
+    declared = dataset.get("public_domain")
+    if dataset.get("name") == "bank_sim":
+        from dpshare.data import bank_sim
+
+        try:
+            bounds = bank_sim.public_domain(
+                n_banks=rec.get("dataset.n_banks"),
+                days=rec.get("dataset.days"),
+                start=str(rec.get("dataset.start")),
+            ).bounds
+        except (TypeError, ValueError):
+            return None
+    elif isinstance(declared, dict):
+        bounds = {
+            str(col): tuple(spec["bounds"])
+            for col, spec in declared.items()
+            if isinstance(spec, dict) and isinstance(spec.get("bounds"), list | tuple)
+        }
+    else:
+        return None
+    return tuple(
+        sorted(c for c, (lo, hi) in bounds.items() if log_scaled(lo, hi, continuous_scale))
+    )
+
+
+def _method_option(rec: Record) -> str | None:
+    """The ``method=`` option a record ran (a variant such as ``multidisc_gan_mix`` included),
+    from its Hydra overrides; ``None``: the experiment's own method."""
+    path = rec.run_dir / ".hydra" / "overrides.yaml"
+    try:
+        overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError):
+        return None
+    options = [str(o).split("=", 1)[1] for o in overrides if str(o).startswith("method=")]
+    return options[-1] if options else None
+
+
+def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
+    """Per experiment, a note on its complete records at ``scale`` that ran with a setting of
+    :data:`CHANGED_DEFAULTS` other than the current configuration of the same experiment and
+    method, where the two settings differ in effect (e.g. ``continuous_scale`` on a data set with
+    no column declared ``[0, >= 1000]`` changes nothing). The settings shape the DP fit of the
+    transformer: runs that fit it without DP are not compared."""
+    stale: dict[tuple[str, str, Any, Any], int] = {}
+    for rec in recs:
+        experiment = rec.experiment
+        if rec.scale != scale or not rec.complete:
+            continue
+        if not (REPO_ROOT / "conf" / "experiment" / f"{experiment}.yaml").is_file():
+            continue
+        if rec.get("privacy.name") == "none" or rec.get("privacy.transformer_fit") not in (
+            None,
+            "dp",
+        ):
+            continue  # the settings shape the DP fit of the transformer only
+        current_cfg = _compose_cached(experiment, scale, _method_option(rec))
+        for key, before in CHANGED_DEFAULTS.items():
+            section, _, name = key.partition(".")
+            current = (current_cfg.get(section) or {}).get(name)
+            if current is None:  # the method has no such setting
+                continue
+            ran = rec.get(key)
+            ran = before if ran is None else ran
+            if ran == current:
+                continue
+            mine, now = _log_columns(rec, ran), _log_columns(rec, current)
+            if mine is not None and mine == now:
+                continue
+            what = (experiment, key, ran, current)
+            stale[what] = stale.get(what, 0) + 1
+    notes: dict[str, list[str]] = {}
+    for (experiment, key, ran, current), count in sorted(stale.items(), key=str):
+        notes.setdefault(experiment, []).append(
+            f"{experiment}: {count} record(s) ran with {key}={ran}, the current configuration "
+            f"of their method has {current} (records written before the change; rerun "
+            f"`make reproduce SCALE={scale} ARGS=--only={experiment}` to refresh them)"
+        )
+    return notes
+
+
+_COMPOSED: dict[tuple[str, str, str | None], Any] = {}
+
+
+def _compose_cached(experiment: str, scale: str, method: str | None = None) -> Any:
+    """:func:`_compose` (with ``method=<method>`` when given), once per build (read only)."""
+    key = (experiment, scale, method)
+    if key not in _COMPOSED:
+        _COMPOSED[key] = _compose(experiment, scale, *([f"method={method}"] if method else []))
+    return _COMPOSED[key]
+
+
+def _compose(experiment: str, scale: str, *overrides: str) -> Any:
+    """``conf/experiment/<experiment>.yaml`` at ``scale`` (and ``overrides``), with Hydra's own
+    config."""
     from hydra import compose, initialize_config_dir
 
     from dpshare.config import register_configs
@@ -226,7 +333,7 @@ def _compose(experiment: str, scale: str) -> Any:
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         return compose(
             "config",
-            overrides=[f"experiment={experiment}", f"scale={scale}", "run_dir=unused"],
+            overrides=[f"experiment={experiment}", f"scale={scale}", "run_dir=unused", *overrides],
             return_hydra_config=True,
         )
 
@@ -1712,6 +1819,7 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
     sections = []
     computes: list[tuple[str, Table]] = []
     for scale in scales:
+        stale = settings_notes(recs, scale)
         for paper, builder in (
             ("deng2026", deng_report),
             ("tao2020", tao_report),
@@ -1719,6 +1827,12 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
         ):
             out_dir = results_dir / paper / scale
             out = builder(recs, scale, out_dir)
+            out.notes.extend(
+                note
+                for experiment, found in stale.items()
+                if _paper_of(experiment) == paper
+                for note in found
+            )
             written = [p for t in out.tables for p in t.write(out_dir)]
             claims = pd.DataFrame([c.__dict__ for c in out.claims])
             if not claims.empty:
@@ -1738,6 +1852,15 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
         )
     _write_text(path, index)
     return path
+
+
+def _paper_of(experiment: str) -> str:
+    """The report section an experiment's tables are in."""
+    if experiment.startswith("peers_"):
+        return "peers"
+    if experiment.startswith(("tao2020", "mnist_dpgan", "tune_dpgan")):
+        return "tao2020"
+    return "deng2026"
 
 
 def _sections_of_other_scales(index: Path, scales: Sequence[str]) -> str:
