@@ -285,7 +285,10 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
             "dp",
         ):
             continue  # the settings shape the DP fit of the transformer only
-        current_cfg = _compose_cached(experiment, scale, _method_option(rec))
+        try:
+            current_cfg = _compose_cached(experiment, scale, _method_option(rec))
+        except Exception:  # noqa: BLE001 - an option that no longer exists: nothing to compare
+            continue
         for key, before in CHANGED_DEFAULTS.items():
             section, _, name = key.partition(".")
             current = (current_cfg.get(section) or {}).get(name)
