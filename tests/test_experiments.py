@@ -692,3 +692,30 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     assert (
         "- note: deng2026_financial: 1 record(s) ran with method.continuous_scale=linear" in index
     )
+
+
+def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) -> None:
+    from dpshare.report import _why_not
+
+    run_dir = _record(
+        tmp_path,
+        "aim",
+        experiment="peers_bank_sim",
+        dataset="bank_sim",
+        method="aim",
+        seed=0,
+        metrics=None,
+        privacy={"target_epsilon": 1.0},
+    )
+    run = {"status": "running", "started_at": "2026-12-06T15:50:13+0000"}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    (rec,) = load_records(tmp_path)
+    assert _why_not([rec]) == (
+        "not run: no result (started 2026-12-06T15:50:13+0000; still running, or stopped from "
+        "outside)"
+    )
+    # a failed run still gives its error
+    run = {"status": "failed", "error": "UserInputError: bins must be >= 2\ntrace"}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    (rec,) = load_records(tmp_path)
+    assert _why_not([rec]) == "not run: UserInputError: bins must be >= 2"

@@ -1019,7 +1019,13 @@ def _why_not(at: Sequence[Record]) -> str:
     failed = [r for r in at if not r.complete]
     if not failed:
         return NOT_RUN
-    reason = (failed[0].error or "").split("\n")[0]
+    rec = failed[0]
+    if rec.run.get("status") == "running" and not rec.run.get("error"):
+        # run.json is written "running" at the start and replaced at the end: a record still
+        # "running" is a run in progress or one stopped from outside (killed, machine gone)
+        started = rec.run.get("started_at") or "an unknown time"
+        return f"{NOT_RUN}: no result (started {started}; still running, or stopped from outside)"
+    reason = (rec.error or "").split("\n")[0]
     return f"{NOT_RUN}: {reason[:160]}"
 
 
