@@ -54,7 +54,6 @@ per-sample gradients for the others and a second backward; all four are tested.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +68,7 @@ from dpshare.data.datamodule import TabularDataModule
 from dpshare.errors import UserInputError
 from dpshare.models.checks import check_finite_loss, check_finite_weights
 from dpshare.models.dp import PrivateTraining, generator_step_context, make_optimizer, wrap_module
+from dpshare.models.networks import GeneratorEMA
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN
 
@@ -201,7 +201,7 @@ def build_critic(
     raise UserInputError(f"method.critic={kind!r}; choose one of {list(CRITICS)}")
 
 
-class DPWGANModule(pl.LightningModule):
+class DPWGANModule(GeneratorEMA, pl.LightningModule):
     """Conditional generator + critic, manual optimization (see the module docstring).
 
     The critic is stored as ``self.discriminator`` (the name the shared DP machinery, the
@@ -234,11 +234,6 @@ class DPWGANModule(pl.LightningModule):
         self.automatic_optimization = False
         if loss not in LOSSES:
             raise UserInputError(f"method.loss={loss!r}; choose one of {list(LOSSES)}")
-        if generator_ema is not None and not 0.0 < float(generator_ema) < 1.0:
-            raise UserInputError(
-                f"method.generator_ema={generator_ema}: give a decay in (0, 1) (e.g. 0.99), or "
-                "null to sample from the trained generator itself"
-            )
         if n_critic < 1:
             raise UserInputError(f"method.n_critic must be >= 1, got {n_critic}")
         if optimizer not in OPTIMIZERS:
@@ -275,10 +270,7 @@ class DPWGANModule(pl.LightningModule):
         self.loss_name = loss
         # the released generator: an exponential moving average of the trained one's weights
         # (post-processing of the DP training, no privacy cost); sampling in eval mode uses it
-        self.ema_decay = None if generator_ema is None else float(generator_ema)
-        self.generator_ema = copy.deepcopy(self.generator) if self.ema_decay else None
-        if self.generator_ema is not None:
-            self.generator_ema.requires_grad_(False)
+        self.init_generator_ema(generator_ema)
         critic = critic_net
         self.private = private
         self.discriminator = critic if private is None else wrap_module(critic, private.settings)
@@ -312,25 +304,7 @@ class DPWGANModule(pl.LightningModule):
         pixel columns). ``hard`` and ``gumbel_generator`` are accepted for the shared sampling
         code (pixels have no discrete part)."""
         z = torch.randn(len(labels), self.latent_dim, device=labels.device, generator=generator)
-        net = self.generator
-        if not self.training and self.generator_ema is not None:
-            net = self.generator_ema  # release / evaluation: the averaged weights
-        return net(z, labels).flatten(1)
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """``ema <- decay * ema + (1 - decay) * generator``; BatchNorm statistics copied."""
-        if self.generator_ema is None or self.ema_decay is None:
-            return
-        for ema_p, p in zip(
-            self.generator_ema.parameters(), self.generator.parameters(), strict=True
-        ):
-            ema_p.lerp_(p, 1.0 - self.ema_decay)
-        for ema_b, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            ema_b.copy_(b)
-
-    def released_generator(self) -> nn.Module:
-        return self.generator if self.generator_ema is None else self.generator_ema
+        return self.sampling_generator()(z, labels).flatten(1)
 
     def critic_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
@@ -571,13 +545,6 @@ class DPWGAN(StandardGAN):
             weight_clip=self.cfg.weight_clip,
             gradient_penalty=float(self.cfg.gradient_penalty),
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The released generator (the EMA one when ``method.generator_ema`` is set)."""
-        return {"generator": self.module.released_generator().state_dict()}
-
-    def _released_generator(self) -> nn.Module:
-        return self.module.released_generator()
 
     @torch.no_grad()
     def sample_images(

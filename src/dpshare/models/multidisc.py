@@ -44,7 +44,7 @@ from dpshare.data.transformer import OutputSpan
 from dpshare.errors import UserInputError
 from dpshare.models.checks import check_finite_loss, check_finite_weights, check_learning_rates
 from dpshare.models.dp import PrivateTraining, generator_step_context, make_optimizer, wrap_module
-from dpshare.models.networks import ConditionalGenerator
+from dpshare.models.networks import ConditionalGenerator, GeneratorEMA
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN, _class_mix_to_probs
 
@@ -319,7 +319,7 @@ class SequenceGenerator(ConditionalGenerator):
 # ---------------------------------------------------------------------------- LightningModule
 
 
-class MultiDiscGANModule(pl.LightningModule):
+class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
     """Generator + discriminator cluster (manual optimization; see the module docstring)."""
 
     def __init__(
@@ -358,6 +358,7 @@ class MultiDiscGANModule(pl.LightningModule):
         log_epsilon_every: int,
         seed: int,
         private: PrivateTraining | None = None,
+        generator_ema: float | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -410,6 +411,7 @@ class MultiDiscGANModule(pl.LightningModule):
             sequence_hidden=sequence_hidden,
             sequence_noise_dim=sequence_noise_dim,
         )
+        self.init_generator_ema(generator_ema)
         cluster = DiscriminatorCluster(
             heads=self.heads,
             input_dim=self.generator.output_dim,
@@ -508,20 +510,21 @@ class MultiDiscGANModule(pl.LightningModule):
         ``generator``, the Gumbel noise of categorical spans from ``gumbel_generator``
         (``None``: torch's global generator)."""
         n = len(labels)
+        net = self.sampling_generator()
         z = torch.randn(n, self.latent_dim, device=labels.device, generator=generator)
         step_noise = None
-        if self.generator.sequence_shape is not None:
-            window = self.generator.sequence_shape[0]
+        if net.sequence_shape is not None:
+            window = net.sequence_shape[0]
             step_noise = torch.randn(
                 n,
                 window,
-                self.generator.sequence_noise_dim,
+                net.sequence_noise_dim,
                 device=labels.device,
                 generator=generator,
             )
         c = self.condition_vector(labels, picks)
-        raw, seq = self.generator.forward_all(z, c, step_noise)
-        x = self.generator.activate(raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator)
+        raw, seq = net.forward_all(z, c, step_noise)
+        x = net.activate(raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator)
         return x, seq, c, raw
 
     def mode_coverage(self, x: torch.Tensor) -> float:
@@ -715,6 +718,7 @@ class MultiDiscGANModule(pl.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(total)
             opt_g.step()
+        self.update_ema()
         with torch.no_grad():
             m = self.fusion_ema
             self.loss_ema.mul_(m).add_((1 - m) * per_head.detach())
@@ -846,6 +850,7 @@ class MultiDiscGAN(StandardGAN):
             log_epsilon_every=cfg.log_epsilon_every,
             seed=int(dm.seed),
             private=self.private,
+            generator_ema=cfg.generator_ema,
         )
 
     def fit(self, trainer: pl.Trainer) -> None:

@@ -7,6 +7,7 @@ LeakyReLU, Dropout; no BatchNorm), so the same class serves the private methods.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dpshare.data.transformer import OutputSpan
+from dpshare.errors import UserInputError
 
 
 class _Residual(nn.Module):
@@ -129,3 +131,55 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         h = x if condition is None else torch.cat([x, condition], dim=1)
         return self.net(h).squeeze(1)
+
+
+class GeneratorEMA:
+    """Mixin for a GAN LightningModule with a ``generator``: an exponential moving average of
+    the generator's weights (``method.generator_ema``, a decay in (0, 1); ``None``: off), as in
+    Bie et al. 2023 "Private GANs, revisited". The average is post-processing of the generator,
+    which is itself post-processing of the DP discriminator: it reads no real record and costs
+    no privacy. Training steps use the live generator; sampling (eval mode) and the released
+    weights use the average.
+
+    Written by hand rather than with ``torch.optim.swa_utils.AveragedModel``: that wrapper
+    prefixes the state dict with ``module.`` and adds ``n_averaged`` (the released
+    ``generator.pt`` stays a plain generator's state dict here), and it averages BatchNorm
+    buffers where this copies them (the running statistics of the live generator, which the
+    averaged weights are sampled with)."""
+
+    generator: nn.Module
+    training: bool
+
+    def init_generator_ema(self, decay: float | None) -> None:
+        """Call after ``self.generator`` is built."""
+        if decay is not None and not 0.0 < float(decay) < 1.0:
+            raise UserInputError(
+                f"method.generator_ema={decay}: give a decay in (0, 1) (e.g. 0.99), or "
+                "null to sample from the trained generator itself"
+            )
+        self.ema_decay = None if decay is None else float(decay)
+        self.generator_ema = copy.deepcopy(self.generator) if self.ema_decay else None
+        if self.generator_ema is not None:
+            self.generator_ema.requires_grad_(False)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema <- decay * ema + (1 - decay) * generator``; BatchNorm statistics copied. Call
+        after every generator step."""
+        if self.generator_ema is None or self.ema_decay is None:
+            return
+        for ema_p, p in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            ema_p.lerp_(p, 1.0 - self.ema_decay)
+        for ema_b, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def released_generator(self) -> nn.Module:
+        """The weights a run releases: the average when it is kept, else the generator."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    def sampling_generator(self) -> nn.Module:
+        """The network :meth:`generate` runs: the live generator in train mode (training
+        steps), the released one in eval mode (sampling, evaluation)."""
+        return self.generator if self.training else self.released_generator()

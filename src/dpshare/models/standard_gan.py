@@ -40,7 +40,7 @@ from dpshare.models.dp import (
     wrap_module,
 )
 from dpshare.models.monitor import SignalMonitor
-from dpshare.models.networks import ConditionalGenerator, MLPDiscriminator
+from dpshare.models.networks import ConditionalGenerator, GeneratorEMA, MLPDiscriminator
 from dpshare.models.registry import METHODS
 from dpshare.privacy.controllers import make_controller
 from dpshare.privacy.plan import PrivacyPlan
@@ -49,7 +49,7 @@ from dpshare.privacy.plan import PrivacyPlan
 _LR_KEYS = ("discriminator_lr", "generator_lr")
 
 
-class ConditionalGAN(pl.LightningModule):
+class ConditionalGAN(GeneratorEMA, pl.LightningModule):
     """Generator + one discriminator, each with its own Adam optimizer (manual optimization)."""
 
     def __init__(
@@ -69,6 +69,7 @@ class ConditionalGAN(pl.LightningModule):
         gumbel_tau: float,
         condition_on_label: bool,
         private: PrivateTraining | None = None,
+        generator_ema: float | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -86,6 +87,7 @@ class ConditionalGAN(pl.LightningModule):
             hidden_dims=generator_dims,
             spans=spans,
         )
+        self.init_generator_ema(generator_ema)
         discriminator = MLPDiscriminator(
             input_dim=self.generator.output_dim,
             condition_dim=self.condition_dim,
@@ -130,10 +132,9 @@ class ConditionalGAN(pl.LightningModule):
         """Activated rows for ``labels``: ``z`` from ``generator``, the Gumbel noise of the
         categorical spans from ``gumbel_generator`` (``None``: torch's global generator)."""
         z = torch.randn(len(labels), self.latent_dim, device=labels.device, generator=generator)
-        raw = self.generator(z, self.condition(labels))
-        return self.generator.activate(
-            raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator
-        )
+        net = self.sampling_generator()
+        raw = net(z, self.condition(labels))
+        return net.activate(raw, tau=self.gumbel_tau, hard=hard, generator=gumbel_generator)
 
     # ------------------------------------------------- what the signal monitor calls
     def monitor_sample(
@@ -197,6 +198,7 @@ class ConditionalGAN(pl.LightningModule):
                 opt_g.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 opt_g.step()
+            self.update_ema()
             self.generator_updates += 1
             self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True)
 
@@ -299,6 +301,7 @@ class StandardGAN(SyntheticDataMethod):
             gumbel_tau=cfg.gumbel_tau,
             condition_on_label=cfg.condition_on_label,
             private=self.private,
+            generator_ema=cfg.generator_ema,
         )
 
     def _private_training(self, plan: PrivacyPlan) -> PrivateTraining:
@@ -371,10 +374,11 @@ class StandardGAN(SyntheticDataMethod):
         return self.datamodule.decode(np.concatenate(xs), np.concatenate(ys))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.module.generator.state_dict()}
+        """The released generator (the average when ``method.generator_ema`` is set)."""
+        return {"generator": self._released_generator().state_dict()}
 
     def _released_generator(self) -> torch.nn.Module:
-        return self.module.generator
+        return self.module.released_generator()
 
     def snapshot_state(self) -> dict[str, Any]:
         state = self._released_generator().state_dict()
