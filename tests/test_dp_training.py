@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -20,6 +21,7 @@ from dpshare.data.base import split_records
 from dpshare.data.datamodule import TabularDataModule
 from dpshare.data.datasets import DATASETS
 from dpshare.errors import UserInputError
+from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN
 from dpshare.privacy import PrivacyLedger, compose_epsilon
 from dpshare.privacy.controllers import make_controller
@@ -53,7 +55,8 @@ def _method(overrides: list[str]) -> tuple[StandardGAN, PrivacyLedger, object]:
         plan=plan,
         public_validation=splits.validation,
     )
-    return StandardGAN(cfg.method, dm, plan=plan), ledger, cfg
+    # the method the overrides name (standard_gan unless they say method=...)
+    return METHODS.get(cfg.method.name)(cfg.method, dm, plan=plan), ledger, cfg
 
 
 def _trainer(cfg) -> pl.Trainer:
@@ -353,3 +356,44 @@ def test_val_utility_without_a_public_split_is_refused() -> None:
     cfg = compose_config([*TINY, "privacy=pid", "+privacy.pid.signal_weights.val_utility=1.0"])
     with pytest.raises(UserInputError, match="public_validation"):
         plan_privacy(cfg.privacy, n_train=1000, batch_size=100, max_epochs=1)
+
+
+@pytest.mark.parametrize("name", ["standard_gan", "multidisc_gan"])
+def test_generator_ema_is_what_a_dp_run_samples_and_releases(name: str) -> None:
+    """``method.generator_ema``: training moves the average; the released weights and every
+    sampled row come from it, not from the live generator; it costs no privacy."""
+    method, ledger, cfg = _method([f"method={name}", "method.generator_ema=0.9"])
+    module = method.module
+    initial = [p.detach().clone() for p in module.generator_ema.parameters()]
+    method.fit(_trainer(cfg))
+    assert module.generator_updates > 0
+    averaged = list(module.generator_ema.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(initial, averaged, strict=True))
+    released = method.state_dict()["generator"]
+    ema, live = module.generator_ema.state_dict(), module.generator.state_dict()
+    assert all(torch.equal(released[k], ema[k]) for k in released)
+    assert any(not torch.equal(released[k], live[k]) for k in released if "weight" in k)
+    spent = ledger.epsilon_spent()
+    rows = method.sample(300, seed=3)
+    with torch.no_grad():  # wreck the live generator: the samples must not change
+        for p in module.generator.parameters():
+            p.add_(5.0)
+    pd.testing.assert_frame_equal(method.sample(300, seed=3), rows)
+    assert ledger.epsilon_spent() == spent
+    # without the option the live generator is sampled (the check above can fail)
+    plain, _, plain_cfg = _method([f"method={name}", "scale.max_epochs=1"])
+    plain.fit(_trainer(plain_cfg))
+    before = plain.sample(300, seed=3)
+    with torch.no_grad():
+        for p in plain.module.generator.parameters():
+            p.add_(5.0)
+    assert not plain.sample(300, seed=3).equals(before)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5])
+def test_generator_ema_outside_zero_one_is_a_clear_error(bad: float) -> None:
+    for name in ("standard_gan", "multidisc_gan"):
+        with pytest.raises(UserInputError, match="method.generator_ema"):
+            _method(
+                [f"method={name}", "privacy.noise_multiplier=1.0", f"method.generator_ema={bad}"]
+            )
