@@ -873,6 +873,27 @@ def test_dp_auto_scale_logs_only_columns_declared_zero_to_at_least_1000() -> Non
     assert plain.release is not None and plain.release.statistics["amount"]["scale"] == "linear"
 
 
+def test_dp_log_scale_of_an_integer_column_takes_the_encoders_origin() -> None:
+    """An integer column declared with non-integer bounds is clipped to the integers inside
+    them; the DP mean of log1p(x - origin) must use that same origin as the encoder."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 3000, 3000).astype(np.int64)
+    frame = pd.DataFrame({"count": counts})
+    domain = PublicDomain(bounds={"count": (0.5, 4000.7)})
+    tt = TabularTransformer().fit_dp(
+        frame, domain=domain, noise_multiplier=1e-6, seed=0, continuous_scale="log"
+    )
+    assert tt.release is not None
+    stats = tt.release.statistics["count"]
+    logs = np.log1p(counts.astype(np.float64) - 1.0)  # origin 1: the lowest integer allowed
+    assert stats["mean"] == pytest.approx(logs.mean(), rel=1e-6)
+    assert stats["std"] == pytest.approx(logs.std(), rel=1e-5)
+    z = tt.transform(frame)[:, 0].astype(np.float64)
+    assert z.mean() == pytest.approx(0.0, abs=1e-3) and z.std() == pytest.approx(1.0, rel=1e-3)
+    back = tt.inverse_transform(tt.transform(frame))["count"].to_numpy()
+    np.testing.assert_array_equal(back, counts)
+
+
 def test_dp_refuses_an_unknown_continuous_scale() -> None:
     with pytest.raises(UserInputError, match="continuous_scale='exp'.*auto.*linear.*log"):
         TabularTransformer().fit_dp(

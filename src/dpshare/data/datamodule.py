@@ -17,7 +17,7 @@ from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from dpshare.data.base import TabularData
-from dpshare.data.transformer import OutputSpan, TabularTransformer, log_scaled
+from dpshare.data.transformer import OutputSpan, TabularTransformer, check_continuous_scale
 from dpshare.errors import NonFiniteLossError, UserInputError
 from dpshare.privacy import PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan
@@ -63,7 +63,7 @@ class TabularDataModule(pl.LightningDataModule):
         self.fresh_sampling = False
         self.continuous_mode = continuous_mode
         # public scale of bounded columns in the DP transformer fit (TabularTransformer.fit_dp)
-        log_scaled(0.0, 1.0, continuous_scale)  # validates the name before any work
+        check_continuous_scale(continuous_scale, "method.continuous_scale")  # before any work
         self.continuous_scale = continuous_scale
         self.ledger = ledger
         self.seed = seed

@@ -137,6 +137,7 @@ __all__ = [
     "StatisticAccess",
     "StatisticsQuery",
     "TabularTransformer",
+    "check_continuous_scale",
     "dtype_from_json",
     "dtype_to_json",
     "infer_column_kinds",
@@ -156,13 +157,18 @@ CONTINUOUS_SCALES = ("auto", "linear", "log")
 LOG_AUTO_MIN_UPPER = 1000.0
 
 
+def check_continuous_scale(continuous_scale: str, key: str = "continuous_scale") -> str:
+    """``continuous_scale`` if it names one of :data:`CONTINUOUS_SCALES`, else a clear error
+    naming the setting ``key`` (e.g. ``method.continuous_scale``)."""
+    if continuous_scale not in CONTINUOUS_SCALES:
+        raise UserInputError(f"{key}={continuous_scale!r}; choose one of {list(CONTINUOUS_SCALES)}")
+    return continuous_scale
+
+
 def log_scaled(lower: float, upper: float, continuous_scale: str) -> bool:
     """Whether a column declared ``[lower, upper]`` is modelled on the ``log1p(x - lower)`` scale
     under ``continuous_scale`` (:data:`CONTINUOUS_SCALES`)."""
-    if continuous_scale not in CONTINUOUS_SCALES:
-        raise UserInputError(
-            f"continuous_scale={continuous_scale!r}; choose one of {list(CONTINUOUS_SCALES)}"
-        )
+    check_continuous_scale(continuous_scale)
     return continuous_scale == "log" or (
         continuous_scale == "auto" and float(lower) == 0.0 and float(upper) >= LOG_AUTO_MIN_UPPER
     )
@@ -1021,7 +1027,7 @@ class StatisticsQuery:
         max_categories: int = 100,
         continuous_scale: str = "linear",
     ) -> None:
-        log_scaled(0.0, 1.0, continuous_scale)  # validates the name
+        check_continuous_scale(continuous_scale)
         if not isinstance(domain, PublicDomain):
             raise UserInputError(
                 f"domain must be a PublicDomain, got {type(domain).__name__}; build one with "
@@ -1078,15 +1084,12 @@ class StatisticsQuery:
                     f"column {col!r} has integer dtype {dtype} but its declared bounds "
                     f"[{lo:g}, {hi:g}] contain no integer; {_declare_hint(col, 'continuous')}"
                 )
-            return _QueryColumn(
-                name,
-                "continuous",
-                dtype,
-                start,
-                low=lo,
-                high=hi,
-                log=log_scaled(lo, hi, continuous_scale),
-            )
+            log = log_scaled(lo, hi, continuous_scale)
+            if log and is_integer_dtype(dtype):
+                # the encoder clips integers to the integer bounds inside [lo, hi] and takes
+                # log1p(x - low) from its lower one: the query uses the same origin (public)
+                lo, hi = float(math.ceil(lo)), float(math.floor(hi))
+            return _QueryColumn(name, "continuous", dtype, start, low=lo, high=hi, log=log)
         if kind == "datetime":
             if not is_datetime:
                 raise UserInputError(

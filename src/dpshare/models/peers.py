@@ -60,7 +60,7 @@ from omegaconf import OmegaConf
 from dpshare import smartnoise
 from dpshare.data.base import TabularData
 from dpshare.data.datamodule import TabularDataModule
-from dpshare.data.transformer import CONTINUOUS_SCALES, log_scaled
+from dpshare.data.transformer import check_continuous_scale, log_scaled
 from dpshare.errors import UserInputError
 from dpshare.models.base import SyntheticDataMethod
 from dpshare.models.registry import METHODS
@@ -189,11 +189,7 @@ class PeerEncoding:
     columns: list[PeerColumn] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.continuous_scale not in CONTINUOUS_SCALES:
-            raise UserInputError(
-                f"method.continuous_scale={self.continuous_scale!r}; choose one of "
-                f"{list(CONTINUOUS_SCALES)}"
-            )
+        check_continuous_scale(self.continuous_scale, "method.continuous_scale")
         if self.bins is not None and int(self.bins) < 2:
             raise UserInputError(f"method.bins must be >= 2, got {self.bins}")
         data = self.data
