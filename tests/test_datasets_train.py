@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import CONF_DIR, SHARED_DATASETS, TINY, compose_config
-from dpshare.data.datasets import DATASETS
+from dpshare.data.datasets import DATASETS, declared_domain
 from dpshare.errors import UserInputError
 from dpshare.train import train
 
@@ -30,6 +30,24 @@ def test_every_dataset_option_has_a_loader() -> None:
     options = {p.stem for p in (CONF_DIR / "dataset").glob("*.yaml")}
     assert options == {"bank_sim", "mimic3", "mnist", "table", "bank_marketing", "diabetes130"}
     assert options <= set(DATASETS.names())
+
+
+def test_declared_domain_is_the_loaders_without_loading_a_record() -> None:
+    """What the report reads for saved runs: the domain a dataset config declares."""
+    bank = compose_config(["dataset=bank_sim", "scale=smoke", "scale.max_records=500"])
+    loaded = DATASETS.get("bank_sim")(bank.dataset, max_records=500).public_domain
+    declared = declared_domain(bank.dataset)
+    assert declared.bounds == loaded.bounds and declared.categories == loaded.categories
+    # a saved record holds the config as a plain mapping (dates as text)
+    plain = {**dict(bank.dataset), "start": str(bank.dataset.start)}
+    assert declared_domain(plain).bounds == loaded.bounds
+    mimic = declared_domain(compose_config(["dataset=mimic3"]).dataset)
+    assert "age" in mimic.bounds
+    pixels = declared_domain({"name": "mnist"}).bounds
+    assert len(pixels) == 784 and set(pixels.values()) == {(0.0, 255.0)}
+    table = {"name": "table", "public_domain": {"x": {"bounds": [0, 5]}}}
+    assert declared_domain(table).bounds == {"x": (0.0, 5.0)}
+    assert declared_domain({"name": "table", "public_domain": None}) is None
 
 
 def _metrics(run_dir: Path) -> dict:

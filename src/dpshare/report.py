@@ -225,31 +225,18 @@ CHANGED_DEFAULTS: dict[str, Any] = {"method.continuous_scale": "linear"}
 def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
     """The columns of ``rec``'s data set that ``continuous_scale`` puts on the public log scale
     (``None``: the data set's declared bounds are not known here)."""
+    from dpshare.data.datasets import declared_domain
     from dpshare.data.transformer import CONTINUOUS_SCALES, log_scaled
 
     if continuous_scale not in CONTINUOUS_SCALES:
         return None
-    dataset = rec.config.get("dataset") or {}
-    declared = dataset.get("public_domain")
-    if dataset.get("name") == "bank_sim":
-        from dpshare.data import bank_sim
-
-        try:
-            bounds = bank_sim.public_domain(
-                n_banks=rec.get("dataset.n_banks"),
-                days=rec.get("dataset.days"),
-                start=str(rec.get("dataset.start")),
-            ).bounds
-        except (TypeError, ValueError):
-            return None
-    elif isinstance(declared, dict):
-        bounds = {
-            str(col): tuple(spec["bounds"])
-            for col, spec in declared.items()
-            if isinstance(spec, dict) and isinstance(spec.get("bounds"), list | tuple)
-        }
-    else:
+    try:
+        domain = declared_domain(rec.config.get("dataset") or {})
+    except Exception:  # noqa: BLE001 - a config this version cannot read: bounds unknown
         return None
+    if domain is None:
+        return None
+    bounds = domain.bounds
     return tuple(
         sorted(c for c, (lo, hi) in bounds.items() if log_scaled(lo, hi, continuous_scale))
     )
