@@ -651,21 +651,32 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     bank = {"name": "bank_sim", "n_banks": 5, "days": 180, "start": "2025-01-01"}
     diabetes = {"name": "diabetes130", "public_domain": {"time_in_hospital": {"bounds": [1, 14]}}}
     # (name, experiment, method option, data set, the run's continuous_scale (None: written
-    # before the key existed, so it ran linear), privacy); the current configuration has auto
-    # for the framework and linear for the standard GAN (chosen on validation, docs/bank_sim.md)
+    # before the key existed, so it ran linear), its generator_ema, privacy); the current
+    # configuration has auto and an EMA of 0.999 for the framework, linear and no EMA for the
+    # standard GAN (chosen on validation, docs/bank_sim.md)
     runs = [
-        ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, {}),  # flagged
-        ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", {}),
-        ("std", "deng2026_financial", "standard_gan", bank, None, {}),  # linear, as now
-        ("std_log", "deng2026_financial", "standard_gan", bank, "auto", {}),  # flagged
-        # a non-private run fits the transformer without DP, where the setting has no effect
-        ("raw", "deng2026_financial", "multidisc_gan_mix", bank, None, {"name": "none"}),
+        ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {}),  # flagged
+        ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
+        ("std", "deng2026_financial", "standard_gan", bank, None, None, {}),  # as now
+        ("std_log", "deng2026_financial", "standard_gan", bank, "auto", None, {}),  # flagged
+        # a non-private run fits the transformer without DP, where the scale has no effect...
+        ("raw", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {"name": "none"}),
+        # ... but it samples from the EMA generator like any other: flagged without one
+        (
+            "raw_live",
+            "deng2026_financial",
+            "multidisc_gan_mix",
+            bank,
+            "auto",
+            None,
+            {"name": "none"},
+        ),  # fmt: skip
         # diabetes130 declares no column [0, >= 1000]: linear and auto are one encoding there
-        ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, {}),
+        ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, 0.999, {}),
         # a method option that no longer exists: nothing to compare, no error
-        ("gone", "deng2026_financial", "retired_gan", bank, None, {}),
+        ("gone", "deng2026_financial", "retired_gan", bank, None, None, {}),
     ]
-    for seed, (name, experiment, option, dataset, scale, privacy) in enumerate(runs):
+    for seed, (name, experiment, option, dataset, scale, ema, privacy) in enumerate(runs):
         method = "multidisc_gan" if option.startswith("multidisc") else option
         run_dir = _record(tmp_path, name, experiment=experiment, dataset=dataset["name"],
                           method=method, seed=seed, metrics={"utility/downstream_auc": 0.6},
@@ -675,18 +686,24 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
         config["dataset"] = dataset
         if scale is not None:
             config["method"]["continuous_scale"] = scale
+        if ema is not None:
+            config["method"]["generator_ema"] = ema
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         overrides = [f"method={option}", f"seed={seed}", f"experiment={experiment}"]
         (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), "utf-8")
     notes = settings_notes(load_records(tmp_path), "smoke")
     assert list(notes) == ["deng2026_financial"]
-    assert len(notes["deng2026_financial"]) == 2
+    assert len(notes["deng2026_financial"]) == 3
     text = "\n".join(notes["deng2026_financial"])
     assert (
         "1 record(s) ran with method.continuous_scale=linear, the current configuration of "
         "their method has auto" in text
     )
     assert "1 record(s) ran with method.continuous_scale=auto, the current configuration" in text
+    assert (
+        "1 record(s) ran with method.generator_ema=None, the current configuration of their "
+        "method has 0.999" in text
+    )
     # the notes reach the Deng section of the index
     index = build(tmp_path, tmp_path / "results", scales=("smoke",)).read_text(encoding="utf-8")
     assert (

@@ -219,7 +219,13 @@ def select(recs: Sequence[Record], experiments: Sequence[str], scale: str) -> li
 # the key existed ran with. A section whose records ran another effective setting than their
 # experiment's current configuration says so (settings_notes), so that old settings never pass
 # for current ones.
-CHANGED_DEFAULTS: dict[str, Any] = {"method.continuous_scale": "linear"}
+CHANGED_DEFAULTS: dict[str, Any] = {
+    "method.continuous_scale": "linear",
+    "method.generator_ema": None,
+}
+# settings that shape only the DP fit of the transformer: runs that fit it without DP are not
+# compared on them
+_DP_FIT_SETTINGS = frozenset({"method.continuous_scale"})
 
 
 def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
@@ -258,8 +264,9 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
     """Per experiment, a note on its complete records at ``scale`` that ran with a setting of
     :data:`CHANGED_DEFAULTS` other than the current configuration of the same experiment and
     method, where the two settings differ in effect (e.g. ``continuous_scale`` on a data set with
-    no column declared ``[0, >= 1000]`` changes nothing). The settings shape the DP fit of the
-    transformer: runs that fit it without DP are not compared."""
+    no column declared ``[0, >= 1000]`` changes nothing). Settings in :data:`_DP_FIT_SETTINGS`
+    shape only the DP fit of the transformer: runs that fit it without DP are not compared on
+    them; the others (``generator_ema``) are compared for every run."""
     stale: dict[tuple[str, str, Any, Any], int] = {}
     for rec in recs:
         experiment = rec.experiment
@@ -267,27 +274,30 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
             continue
         if not (REPO_ROOT / "conf" / "experiment" / f"{experiment}.yaml").is_file():
             continue
-        if rec.get("privacy.name") == "none" or rec.get("privacy.transformer_fit") not in (
+        dp_fit = rec.get("privacy.name") != "none" and rec.get("privacy.transformer_fit") in (
             None,
             "dp",
-        ):
-            continue  # the settings shape the DP fit of the transformer only
+        )
         try:
             current_cfg = _compose_cached(experiment, scale, _method_option(rec))
         except Exception:  # noqa: BLE001 - an option that no longer exists: nothing to compare
             continue
         for key, before in CHANGED_DEFAULTS.items():
-            section, _, name = key.partition(".")
-            current = (current_cfg.get(section) or {}).get(name)
-            if current is None:  # the method has no such setting
+            if key in _DP_FIT_SETTINGS and not dp_fit:
                 continue
+            section, _, name = key.partition(".")
+            node = current_cfg.get(section) or {}
+            if name not in node:  # the method has no such setting
+                continue
+            current = node.get(name)
             ran = rec.get(key)
             ran = before if ran is None else ran
             if ran == current:
                 continue
-            mine, now = _log_columns(rec, ran), _log_columns(rec, current)
-            if mine is not None and mine == now:
-                continue
+            if key == "method.continuous_scale":
+                mine, now = _log_columns(rec, ran), _log_columns(rec, current)
+                if mine is not None and mine == now:
+                    continue
             what = (experiment, key, ran, current)
             stale[what] = stale.get(what, 0) + 1
     notes: dict[str, list[str]] = {}
