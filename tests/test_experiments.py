@@ -652,13 +652,13 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     diabetes = {"name": "diabetes130", "public_domain": {"time_in_hospital": {"bounds": [1, 14]}}}
     # (name, experiment, method option, data set, the run's continuous_scale (None: written
     # before the key existed, so it ran linear), its generator_ema, privacy); the current
-    # configuration has auto and an EMA of 0.999 for the framework, linear and no EMA for the
-    # standard GAN (chosen on validation, docs/bank_sim.md)
+    # configuration has auto and an EMA of 0.999 for the framework, linear and an EMA of 0.99
+    # for the standard GAN (chosen on validation, docs/bank_sim.md)
     runs = [
         ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {}),  # flagged
         ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
-        ("std", "deng2026_financial", "standard_gan", bank, None, None, {}),  # as now
-        ("std_log", "deng2026_financial", "standard_gan", bank, "auto", None, {}),  # flagged
+        ("std", "deng2026_financial", "standard_gan", bank, None, 0.99, {}),  # as now
+        ("std_log", "deng2026_financial", "standard_gan", bank, "auto", 0.99, {}),  # flagged
         # a non-private run fits the transformer without DP, where the scale has no effect...
         ("raw", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {"name": "none"}),
         # ... but it samples from the EMA generator like any other: flagged without one
