@@ -34,10 +34,18 @@ def test_every_dataset_option_has_a_loader() -> None:
 
 def test_declared_domain_is_the_loaders_without_loading_a_record() -> None:
     """What the report reads for saved runs: the domain a dataset config declares."""
+    from dpshare.data import bank_sim
+
     bank = compose_config(["dataset=bank_sim", "scale=smoke", "scale.max_records=500"])
     loaded = DATASETS.get("bank_sim")(bank.dataset, max_records=500).public_domain
     declared = declared_domain(bank.dataset)
     assert declared.bounds == loaded.bounds and declared.categories == loaded.categories
+    # the simulator's own domain for these settings, and another one for other settings
+    own = bank_sim.public_domain(n_banks=5, days=180, start="2025-01-01")
+    assert bank.dataset.n_banks == 5 and bank.dataset.days == 180
+    assert declared.bounds == own.bounds and declared.categories == own.categories
+    other = declared_domain({**dict(bank.dataset), "n_banks": 3})
+    assert other.categories != declared.categories
     # a saved record holds the config as a plain mapping (dates as text)
     plain = {**dict(bank.dataset), "start": str(bank.dataset.start)}
     assert declared_domain(plain).bounds == loaded.bounds
