@@ -673,6 +673,8 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
         ),  # fmt: skip
         # diabetes130 declares no column [0, >= 1000]: linear and auto are one encoding there
         ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, 0.999, {}),
+        # the stand-in sweep is experiment=deng2026_medical renamed: compared with that file
+        ("med_live", "deng2026_medical_standin", "multidisc_gan", diabetes, None, None, {}),
         # a method option that no longer exists: nothing to compare, no error
         ("gone", "deng2026_financial", "retired_gan", bank, None, None, {}),
     ]
@@ -689,10 +691,17 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
         if ema is not None:
             config["method"]["generator_ema"] = ema
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        overrides = [f"method={option}", f"seed={seed}", f"experiment={experiment}"]
+        conf = "deng2026_medical" if experiment.endswith("_standin") else experiment
+        overrides = [f"method={option}", f"seed={seed}", f"experiment={conf}"]
+        overrides += [f"experiment_name={experiment}"] if conf != experiment else []
         (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), "utf-8")
     notes = settings_notes(load_records(tmp_path), "smoke")
-    assert list(notes) == ["deng2026_financial"]
+    assert sorted(notes) == ["deng2026_financial", "deng2026_medical_standin"]
+    assert notes["deng2026_medical_standin"] == [
+        "deng2026_medical_standin: 1 record(s) ran with method.generator_ema=None, the current "
+        "configuration of their method has 0.999 (records written before the change; rerun "
+        "`make reproduce SCALE=smoke ARGS=--only=deng2026_medical` to refresh them)"
+    ]
     assert len(notes["deng2026_financial"]) == 3
     text = "\n".join(notes["deng2026_financial"])
     assert (

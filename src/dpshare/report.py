@@ -248,16 +248,29 @@ def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
     )
 
 
-def _method_option(rec: Record) -> str | None:
-    """The ``method=`` option a record ran (a variant such as ``multidisc_gan_mix`` included),
-    from its Hydra overrides; ``None``: the experiment's own method."""
+def _option(rec: Record, group: str) -> str | None:
+    """The ``<group>=`` option a record ran, from its Hydra overrides (the last one given);
+    ``None``: none given (or no overrides saved)."""
     path = rec.run_dir / ".hydra" / "overrides.yaml"
     try:
         overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     except (OSError, yaml.YAMLError):
         return None
-    options = [str(o).split("=", 1)[1] for o in overrides if str(o).startswith("method=")]
+    options = [str(o).split("=", 1)[1] for o in overrides if str(o).startswith(f"{group}=")]
     return options[-1] if options else None
+
+
+def _method_option(rec: Record) -> str | None:
+    """The ``method=`` option a record ran (a variant such as ``multidisc_gan_mix`` included);
+    ``None``: the experiment's own method."""
+    return _option(rec, "method")
+
+
+def _experiment_option(rec: Record) -> str:
+    """The ``conf/experiment`` file a record ran: its ``experiment=`` override, which differs
+    from its ``experiment_name`` for a renamed sweep (the medical stand-in runs
+    ``experiment=deng2026_medical`` as ``deng2026_medical_standin``)."""
+    return _option(rec, "experiment") or rec.experiment
 
 
 def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
@@ -267,19 +280,19 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
     no column declared ``[0, >= 1000]`` changes nothing). Settings in :data:`_DP_FIT_SETTINGS`
     shape only the DP fit of the transformer: runs that fit it without DP are not compared on
     them; the others (``generator_ema``) are compared for every run."""
-    stale: dict[tuple[str, str, Any, Any], int] = {}
+    stale: dict[tuple[str, str, str, Any, Any], int] = {}
     for rec in recs:
-        experiment = rec.experiment
+        experiment, option = rec.experiment, _experiment_option(rec)
         if rec.scale != scale or not rec.complete:
             continue
-        if not (REPO_ROOT / "conf" / "experiment" / f"{experiment}.yaml").is_file():
+        if not (REPO_ROOT / "conf" / "experiment" / f"{option}.yaml").is_file():
             continue
         dp_fit = rec.get("privacy.name") != "none" and rec.get("privacy.transformer_fit") in (
             None,
             "dp",
         )
         try:
-            current_cfg = _compose_cached(experiment, scale, _method_option(rec))
+            current_cfg = _compose_cached(option, scale, _method_option(rec))
         except Exception:  # noqa: BLE001 - an option that no longer exists: nothing to compare
             continue
         for key, before in CHANGED_DEFAULTS.items():
@@ -298,14 +311,14 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
                 mine, now = _log_columns(rec, ran), _log_columns(rec, current)
                 if mine is not None and mine == now:
                     continue
-            what = (experiment, key, ran, current)
+            what = (experiment, option, key, ran, current)
             stale[what] = stale.get(what, 0) + 1
     notes: dict[str, list[str]] = {}
-    for (experiment, key, ran, current), count in sorted(stale.items(), key=str):
+    for (experiment, option, key, ran, current), count in sorted(stale.items(), key=str):
         notes.setdefault(experiment, []).append(
             f"{experiment}: {count} record(s) ran with {key}={ran}, the current configuration "
             f"of their method has {current} (records written before the change; rerun "
-            f"`make reproduce SCALE={scale} ARGS=--only={experiment}` to refresh them)"
+            f"`make reproduce SCALE={scale} ARGS=--only={option}` to refresh them)"
         )
     return notes
 
