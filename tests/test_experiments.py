@@ -675,6 +675,8 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
         ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, 0.999, {}),
         # the stand-in sweep is experiment=deng2026_medical renamed: compared with that file
         ("med_live", "deng2026_medical_standin", "multidisc_gan", diabetes, None, None, {}),
+        # a tuning run (scored on validation) tries other settings on purpose: never flagged
+        ("tune", "tune_bank_sim_ema", "standard_gan", bank, "auto", None, {}),
         # a method option that no longer exists: nothing to compare, no error
         ("gone", "deng2026_financial", "retired_gan", bank, None, None, {}),
     ]
@@ -690,8 +692,14 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
             config["method"]["continuous_scale"] = scale
         if ema is not None:
             config["method"]["generator_ema"] = ema
+        if name == "tune":
+            config.setdefault("eval", {})["score_on"] = "validation"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        conf = "deng2026_medical" if experiment.endswith("_standin") else experiment
+        conf = {
+            "deng2026_medical_standin": "deng2026_medical",
+            "tune_bank_sim_ema": "tune_bank_sim",
+        }
+        conf = conf.get(experiment, experiment)
         overrides = [f"method={option}", f"seed={seed}", f"experiment={conf}"]
         overrides += [f"experiment_name={experiment}"] if conf != experiment else []
         (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), "utf-8")
@@ -740,6 +748,11 @@ def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) ->
         "not run: no result (started 2026-12-06T15:50:13+0000; still running, or stopped from "
         "outside)"
     )
+    # a run stopped by a signal says so, with its start
+    run = {"status": "failed", "error": "SIGTERMException: ", "started_at": "2026-12-07T04:30"}
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    (rec,) = load_records(tmp_path)
+    assert _why_not([rec]) == "not run: stopped from outside (SIGTERM; started 2026-12-07T04:30)"
     # a failed run still gives its error
     run = {"status": "failed", "error": "UserInputError: bins must be >= 2\ntrace"}
     (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")

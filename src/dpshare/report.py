@@ -285,6 +285,8 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
         experiment, option = rec.experiment, _experiment_option(rec)
         if rec.scale != scale or not rec.complete:
             continue
+        if rec.get("eval.score_on") == "validation":
+            continue  # a tuning run: it ran another setting on purpose, and feeds no table
         if not (REPO_ROOT / "conf" / "experiment" / f"{option}.yaml").is_file():
             continue
         dp_fit = rec.get("privacy.name") != "none" and rec.get("privacy.transformer_fit") in (
@@ -1036,7 +1038,16 @@ def _why_not(at: Sequence[Record]) -> str:
         started = rec.run.get("started_at") or "an unknown time"
         return f"{NOT_RUN}: no result (started {started}; still running, or stopped from outside)"
     reason = (rec.error or "").split("\n")[0]
+    kind = reason.partition(":")[0].strip()
+    if kind in _STOP_SIGNALS:  # the run was stopped, not broken: say so, not "Exception: "
+        started = rec.run.get("started_at") or "an unknown time"
+        return f"{NOT_RUN}: stopped from outside ({_STOP_SIGNALS[kind]}; started {started})"
     return f"{NOT_RUN}: {reason[:160]}"
+
+
+# exceptions a run records when it is stopped from outside (Lightning turns SIGTERM into
+# SIGTERMException), and how the report names the stop
+_STOP_SIGNALS = {"SIGTERMException": "SIGTERM", "KeyboardInterrupt": "interrupted"}
 
 
 def _max(values: Sequence[float]) -> float | None:
