@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import CONF_DIR, SHARED_DATASETS, TINY, compose_config
-from dpshare.data.datasets import DATASETS, declared_domain
+from dpshare.data.datasets import DATASETS, DOMAINS, declared_domain
 from dpshare.errors import UserInputError
 from dpshare.train import train
 
@@ -56,6 +56,8 @@ def test_declared_domain_is_the_loaders_without_loading_a_record() -> None:
     table = {"name": "table", "public_domain": {"x": {"bounds": [0, 5]}}}
     assert declared_domain(table).bounds == {"x": (0.0, 5.0)}
     assert declared_domain({"name": "table", "public_domain": None}) is None
+    # a derived domain sits beside its loader: never one without a data set of that name
+    assert set(DOMAINS.names()) == {"bank_sim", "mimic3", "mnist"} <= set(DATASETS.names())
 
 
 def _metrics(run_dir: Path) -> dict:

@@ -706,7 +706,7 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     notes = settings_notes(load_records(tmp_path), "smoke")
     assert sorted(notes) == ["deng2026_financial", "deng2026_medical_standin"]
     assert notes["deng2026_medical_standin"] == [
-        "deng2026_medical_standin: 1 record(s) ran with method.generator_ema=None, the current "
+        "deng2026_medical_standin: 1 record(s) ran with method.generator_ema=null, the current "
         "configuration of their method has 0.999 (records written before the change; rerun "
         "`make reproduce SCALE=smoke ARGS=--only=deng2026_medical` to refresh them)"
     ]
@@ -718,7 +718,7 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     )
     assert "1 record(s) ran with method.continuous_scale=auto, the current configuration" in text
     assert (
-        "1 record(s) ran with method.generator_ema=None, the current configuration of their "
+        "1 record(s) ran with method.generator_ema=null, the current configuration of their "
         "method has 0.999" in text
     )
     # the notes reach the Deng section of the index
@@ -758,3 +758,132 @@ def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) ->
     (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
     (rec,) = load_records(tmp_path)
     assert _why_not([rec]) == "not run: UserInputError: bins must be >= 2"
+
+
+def _at_scale(root: Path, scale: str) -> None:
+    for config in root.rglob("config.yaml"):
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        config.write_text(yaml.safe_dump(data | {"scale": {"name": scale}}), encoding="utf-8")
+
+
+def test_the_record_archive_rebuilds_the_tables_without_the_outputs(tmp_path: Path) -> None:
+    """results/records keeps what the report reads of every cpu/paper record: a clean clone (or
+    a machine that lost outputs/) rebuilds the same tables from it alone."""
+    outputs, results, archived = tmp_path / "outputs", tmp_path / "results", tmp_path / "archive"
+    _deng_fixture(outputs)
+    _at_scale(outputs, "cpu")
+    _tao_fixture(tmp_path / "smoke")  # smoke records are remade in minutes: never archived
+    log = outputs / "deng2026_financial" / "multidisc_gan-0" / "csv" / "metrics.csv"
+    log.parent.mkdir()
+    steps = [{"epoch": 0, "step": s, "train/d_loss_step": 0.1 * s} for s in range(50)]
+    epoch = {"epoch": 0, "step": 49, "train/d_accuracy_fake/statistical_epoch": 0.75}
+    pd.DataFrame([*steps, epoch]).to_csv(log, index=False)
+    build([outputs, tmp_path / "smoke"], results, scales=("smoke", "cpu"), archive_dir=archived)
+
+    run_files = sorted(p.relative_to(archived) for p in archived.rglob("run.json"))
+    assert len(run_files) == 4 * 3 and all(p.parts[0] == "deng2026_financial" for p in run_files)
+    trimmed = pd.read_csv(archived / log.relative_to(outputs))
+    assert list(trimmed.columns) == ["epoch", "step", "train/d_accuracy_fake/statistical_epoch"]
+    assert len(trimmed) == 1  # the per-step rows are not archived, the per-epoch one is
+
+    again = tmp_path / "results_from_archive"
+    build(tmp_path / "gone", again, scales=("cpu",), archive_dir=archived)
+    table = Path("deng2026") / "cpu" / "deng_financial.csv"
+    assert (again / table).read_text() == (results / table).read_text()
+    assert "0.710 ± " in (again / table).read_text()  # measured rows, not "not run"
+    # outputs and archive together: each run is read once
+    both = tmp_path / "results_both"
+    build(outputs, both, scales=("cpu",), archive_dir=archived)
+    assert (both / table).read_text() == (results / table).read_text()
+    compute = pd.read_csv(both / "compute" / "cpu" / "compute_cpu.csv").set_index("experiment")
+    assert compute.loc["deng2026_financial", "runs complete"] == 4 * 3
+
+
+def test_a_reused_copy_counts_once_where_its_source_ran(tmp_path: Path) -> None:
+    from dpshare.report import compute_table, load_all
+
+    root, archived = tmp_path / "outputs", tmp_path / "archive"
+    source = _record(
+        archived, "2026-12-06_10-00-00/0", experiment="tao2020_epsilon", dataset="mnist",
+        method="dp_wgan", seed=0, metrics={"runtime/fit_seconds": 600.0}, privacy={},
+        started="2026-12-06T10:00:00+0000",
+    )  # fmt: skip
+    info = json.loads((source / "run.json").read_text()) | {
+        "finished_at": "2026-12-06T10:10:00+0000"
+    }
+    (source / "run.json").write_text(json.dumps(info))
+    # a resumed sweep a day later reuses it: same clock, said reused_from, in a new sweep dir
+    copy = root / "tao2020_epsilon" / "2026-12-07_09-00-00" / "0"
+    (copy / ".hydra").mkdir(parents=True)
+    for name in ("metrics.json", ".hydra/config.yaml"):
+        (copy / name).write_text((source / name).read_text())
+    (copy / "run.json").write_text(json.dumps(info | {"reused_from": str(source)}))
+    # the resumed sweep's own new point: 09:00-09:05 on the 7th
+    _record(
+        root, "2026-12-07_09-00-00/1", experiment="tao2020_epsilon", dataset="mnist",
+        method="dp_wgan", seed=1, metrics={"runtime/fit_seconds": 300.0}, privacy={},
+        started="2026-12-07T09:00:00+0000",
+    )  # fmt: skip
+    new = root / "tao2020_epsilon" / "2026-12-07_09-00-00" / "1" / "run.json"
+    new.write_text(
+        json.dumps(json.loads(new.read_text()) | {"finished_at": "2026-12-07T09:05:00+0000"})
+    )
+
+    recs = load_all([root, archived])
+    assert len(recs) == 2 and all("reused_from" not in r.run for r in recs)
+    rows = compute_table(recs, "smoke").frame.set_index("experiment")
+    # 10 min where it ran + 5 min of the resumed sweep, not a 23-hour span
+    assert rows.loc["tao2020_epsilon", "wall (min)"] == 15.0
+    # only the copy (its source's archive not at hand): it still counts in its source's sweep
+    alone = compute_table(load_all([root]), "smoke").frame.set_index("experiment")
+    assert alone.loc["tao2020_epsilon", "wall (min)"] == 15.0
+    assert alone.loc["tao2020_epsilon", "fit, summed over runs (min)"] == 15.0
+
+
+def test_report_cli_reads_the_archive_and_names_a_missing_records_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dpshare.report import main
+
+    monkeypatch.setenv("DPSHARE_OUTPUT", str(tmp_path / "no_outputs"))
+    results = tmp_path / "results"
+    assert main(["--out", str(results), "--scale", "cpu"]) == 2  # neither outputs nor archive
+    assert "no records directory at" in capsys.readouterr().err
+    assert main(["--records", str(tmp_path / "typo"), "--out", str(results)]) == 2
+    assert "typo" in capsys.readouterr().err
+    _deng_fixture(results / "records")  # a clean clone: the committed archive only
+    _at_scale(results / "records", "cpu")
+    assert main(["--out", str(results), "--scale", "cpu"]) == 0
+    table = (results / "deng2026" / "cpu" / "deng_financial.csv").read_text()
+    assert "0.710 ± " in table
+    index = (results / "README.md").read_text()
+    assert "`results/records`" in index and "12 complete" in index
+
+
+def test_reproduce_resumes_from_the_archive_unless_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dpshare.report
+    from dpshare import reproduce as rep
+
+    sweeps_run: list[list[str]] = []
+    builds: list[Any] = []
+    monkeypatch.setattr(rep, "main_job", lambda overrides, **kw: ([], "cpu"))
+    monkeypatch.setattr(
+        rep,
+        "run_sweep",
+        lambda args, **kw: (
+            sweeps_run.append(args) or {"experiment": "x", "exit_code": 0, "seconds": 1}
+        ),
+    )
+    monkeypatch.setattr(
+        dpshare.report, "build", lambda *a, **kw: builds.append(kw) or tmp_path / "README.md"
+    )
+    results = tmp_path / "results"
+    archive_arg = f"reuse_records=['{(results / 'records').resolve()}']"
+    rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
+                  experiments=("deng2026_financial",))  # fmt: skip
+    assert archive_arg in sweeps_run[-1] and builds[-1]["archive_dir"] == results / "records"
+    rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
+                  experiments=("deng2026_financial",), resume=False)  # fmt: skip
+    assert not any(a.startswith("reuse_records=") for a in sweeps_run[-1])

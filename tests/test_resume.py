@@ -170,3 +170,39 @@ def test_record_writes_are_atomic_and_readable_by_the_team(tmp_path: Path) -> No
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's owner-only 0600
+
+
+def test_an_archived_record_is_reused_across_machines_and_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make reproduce resumes from results/records: a point whose archived record ran the same
+    resolved config is reused even where the outputs/ index is gone and the code has moved on."""
+    from dpshare.reporting import archive
+    from dpshare.train import train
+
+    first_root, run = tmp_path / "machine1", tmp_path / "machine1" / "2026-12-07_10-00-00" / "0"
+    train(compose_config([*FAST, f"output_root={first_root}"], run))
+    made = json.loads((run / records.METRICS_FILE).read_text())
+    archived = tmp_path / "results" / "records"
+    assert archive.archive_records([(first_root, run)], archived) == 1
+    assert archive.archive_records([(first_root, run)], archived) == 0  # already there
+    copy = archived / "2026-12-07_10-00-00" / "0"
+    assert (copy / records.METRICS_FILE).is_file() and not (copy / "synthetic.parquet").exists()
+
+    # another machine (no outputs/ index) and another commit (another strict config hash)
+    monkeypatch.setattr(index, "code_version", lambda: "0.0+another-commit")
+    other = [*FAST, f"output_root={tmp_path / 'machine2'}", "skip_completed=always"]
+    again = tmp_path / "machine2" / "run"
+    cfg = compose_config([*other, f"reuse_records=['{archived}']"], again)
+    assert train(cfg) == made
+    info = json.loads((again / records.RUN_FILE).read_text())
+    assert info["reused_from"] == str(copy.resolve())
+    # another config (seed) is not the archived one; without reuse_records nothing is looked up
+    for overrides in ([*other, "seed=1", f"reuse_records=['{archived}']"], other):
+        other_cfg = compose_config(overrides, tmp_path / "machine2" / "x")
+        same = archive.protocol_hash(OmegaConf.to_yaml(other_cfg, resolve=True))
+        found = archive.find_archived(list(other_cfg.reuse_records), same)
+        assert found is None
+    # the archived config hashes as the live one does (one parser on both sides)
+    cfg_hash = archive.protocol_hash(OmegaConf.to_yaml(cfg, resolve=True))
+    assert cfg_hash == archive.protocol_hash((copy / records.RESOLVED_CONFIG_FILE).read_text())

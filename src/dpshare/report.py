@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import logging
 import math
 import os
@@ -35,6 +36,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dpshare.errors import UserInputError
+from dpshare.reporting import archive
 from dpshare.reporting import records as record_files
 from dpshare.reporting.stats import SeedSummary, summarize
 
@@ -64,6 +67,8 @@ class Record:
     config: dict[str, Any]
     run: dict[str, Any]
     metrics: dict[str, Any] | None
+    # the records directory it was read from (its path below it is the same in the archive)
+    root: Path | None = None
 
     @property
     def complete(self) -> bool:
@@ -171,8 +176,35 @@ def load_records(root: Path) -> list[Record]:
         except (OSError, ValueError, yaml.YAMLError) as exc:
             log.warning("skipped unreadable record %s: %s", run_dir, exc)
             continue
-        found.append(Record(run_dir, config, run, metrics))
+        found.append(Record(run_dir, config, run, metrics, Path(root)))
     return found
+
+
+def load_all(roots: Sequence[Path]) -> list[Record]:
+    """:func:`load_records` of each root that exists, each run once: the same run read twice
+    (from ``outputs/`` and from the archive, or a reused copy of a point and its source) has
+    the same ``run.json`` clock and config hash, and the first root's copy is kept."""
+    seen: set[tuple[Any, ...]] = set()
+    out: list[Record] = []
+    loaded = [rec for root in roots if Path(root).is_dir() for rec in load_records(root)]
+    # a point's original run before any reused copy of it, so that its time counts where it ran
+    for rec in sorted(loaded, key=lambda r: "reused_from" in r.run):
+        started = rec.run.get("started_at")
+        key = (
+            *_point_key(rec),
+            started,
+            rec.run.get("finished_at"),
+            rec.run.get("config_hash"),
+            # runs without a clock (none today) are never merged
+            None if started else str(rec.run_dir),
+            # a snapshot or release variant shares its parent's clock
+            rec.run_dir.name if _derived(rec.run_dir) else None,
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(rec)
+    return out
 
 
 def _point_key(rec: Record) -> tuple[Any, ...]:
@@ -238,8 +270,8 @@ def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
         return None
     try:
         domain = declared_domain(rec.config.get("dataset") or {})
-    except Exception:  # noqa: BLE001 - a config this version cannot read: bounds unknown
-        return None
+    except (UserInputError, KeyError, TypeError, ValueError):  # a config this version cannot
+        return None  # read: bounds unknown
     if domain is None:
         return None
     bounds = domain.bounds
@@ -248,15 +280,21 @@ def _log_columns(rec: Record, continuous_scale: Any) -> tuple[str, ...] | None:
     )
 
 
-def _option(rec: Record, group: str) -> str | None:
-    """The ``<group>=`` option a record ran, from its Hydra overrides (the last one given);
-    ``None``: none given (or no overrides saved)."""
-    path = rec.run_dir / ".hydra" / "overrides.yaml"
+@functools.lru_cache(maxsize=4096)
+def _overrides(run_dir: Path) -> tuple[str, ...]:
+    """A record's Hydra overrides (``.hydra/overrides.yaml``), read once per build."""
+    path = run_dir / ".hydra" / "overrides.yaml"
     try:
         overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     except (OSError, yaml.YAMLError):
-        return None
-    options = [str(o).split("=", 1)[1] for o in overrides if str(o).startswith(f"{group}=")]
+        return ()
+    return tuple(str(o) for o in overrides)
+
+
+def _option(rec: Record, group: str) -> str | None:
+    """The ``<group>=`` option a record ran, from its Hydra overrides (the last one given);
+    ``None``: none given (or no overrides saved)."""
+    options = [o.split("=", 1)[1] for o in _overrides(rec.run_dir) if o.startswith(f"{group}=")]
     return options[-1] if options else None
 
 
@@ -318,11 +356,16 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
     notes: dict[str, list[str]] = {}
     for (experiment, option, key, ran, current), count in sorted(stale.items(), key=str):
         notes.setdefault(experiment, []).append(
-            f"{experiment}: {count} record(s) ran with {key}={ran}, the current configuration "
-            f"of their method has {current} (records written before the change; rerun "
-            f"`make reproduce SCALE={scale} ARGS=--only={option}` to refresh them)"
+            f"{experiment}: {count} record(s) ran with {key}={_yaml(ran)}, the current "
+            f"configuration of their method has {_yaml(current)} (records written before the "
+            f"change; rerun `make reproduce SCALE={scale} ARGS=--only={option}` to refresh them)"
         )
     return notes
+
+
+def _yaml(value: Any) -> str:
+    """A config value as the YAML files spell it (``null``, not Python's ``None``)."""
+    return "null" if value is None else str(value)
 
 
 _COMPOSED: dict[tuple[str, str, str | None], Any] = {}
@@ -1841,10 +1884,22 @@ def _plot_peers(
 # ------------------------------------------------------------------------------------ writing
 
 
-def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES) -> Path:
-    """Rebuild every table and figure from the records under ``records_root``; returns the
-    index ``results_dir/README.md``."""
-    raw = load_records(records_root)
+def build(
+    records_root: Path | Sequence[Path],
+    results_dir: Path,
+    scales: Sequence[str] = SCALES,
+    *,
+    archive_dir: Path | None = None,
+) -> Path:
+    """Rebuild every table and figure from the records under ``records_root`` (one directory or
+    several) and, when given, the record archive ``archive_dir`` (:mod:`dpshare.reporting.archive`),
+    into which the cpu- and paper-scale records read here are then archived; returns the index
+    ``results_dir/README.md``."""
+    roots = [Path(records_root)] if isinstance(records_root, str | Path) else list(records_root)
+    if archive_dir is not None:
+        roots.append(Path(archive_dir))
+    _overrides.cache_clear()  # records may have changed since an earlier build in this process
+    raw = load_all(roots)
     recs = deduplicate(raw)
     sections = []
     computes: list[tuple[str, Table]] = []
@@ -1871,7 +1926,19 @@ def build(records_root: Path, results_dir: Path, scales: Sequence[str] = SCALES)
         compute = compute_table(raw, scale)  # every run cost time, reruns included
         compute.write(results_dir / "compute" / scale)
         computes.append((scale, compute))
-    index = _index(recs, sections, records_root, results_dir, computes)
+    if archive_dir is not None:
+        archive.archive_records(
+            (
+                (r.root, r.run_dir)
+                for r in raw
+                if r.root is not None
+                and r.scale in archive.ARCHIVED_SCALES
+                and r.scale in scales
+                and "reused_from" not in r.run  # a copy: its source is the record
+            ),
+            archive_dir,
+        )
+    index = _index(recs, sections, roots, results_dir, computes)
     path = results_dir / "README.md"
     kept = _sections_of_other_scales(path, scales)
     if kept:
@@ -1968,18 +2035,20 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
     total_wall = total_fit = reproduce_wall = 0.0
     for name in names:
         group = by_experiment.get(name, [])
+        # a release variant or budget snapshot is a record of its parent's training: its time
+        # and fit are the parent's, so it counts neither as a run nor in the wall or fit sums
+        trained = [r for r in group if not _derived(r.run_dir)]
         invocations: dict[Path, list[Record]] = {}
-        for r in group:
-            invocations.setdefault(_invocation(r.run_dir), []).append(r)
+        for r in trained:
+            # a reused point's clock is its source's: it counts in the sweep that ran it
+            ran_in = Path(r.run.get("reused_from") or r.run_dir)
+            invocations.setdefault(_invocation(ran_in), []).append(r)
         wall = 0.0
         for runs in invocations.values():
             starts = [t for t in (_parse_time(r.run.get("started_at")) for r in runs) if t]
             ends = [t for t in (_parse_time(r.run.get("finished_at")) for r in runs) if t]
             if starts and ends:
                 wall += max(0.0, (max(ends) - min(starts)).total_seconds())
-        # a release variant or budget snapshot is a record of its parent's training: its fit
-        # is the parent's, so it counts neither as a run nor in the fit sum
-        trained = [r for r in group if not _derived(r.run_dir)]
         fit = sum(float(r.metric("runtime/fit_seconds") or 0.0) for r in trained if r.complete)
         complete = sum(r.complete for r in trained)
         total_wall += wall
@@ -2033,7 +2102,7 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
 def _index(
     recs: Sequence[Record],
     sections: Sequence[tuple[str, str, Output, list[Path], Path]],
-    records_root: Path,
+    roots: Sequence[Path],
     results_dir: Path,
     computes: Sequence[tuple[str, Table]] = (),
 ) -> str:
@@ -2043,7 +2112,8 @@ def _index(
         "",
         "Generated by `python -m dpshare.report` from run records on disk (never from a tracking "
         f"service): {complete} complete and {len(recs) - complete} failed/incomplete run "
-        f"record(s) under `{records_root}`; {time.strftime('%Y-%m-%d %H:%M')}, code "
+        f"record(s) under {', '.join(f'`{_shown(r, results_dir)}`' for r in roots)}; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, code "
         f"{record_files.git_commit() or 'unknown'}. Every table states its scale: smoke-scale "
         "numbers check the plumbing on a 2-core CPU and are not claims about the methods.",
         "",
@@ -2093,6 +2163,14 @@ def _index(
     return "\n".join(lines)
 
 
+def _shown(path: Path, results_dir: Path) -> str:
+    """A records directory as the index names it: the archive relative to ``results/``."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(results_dir).resolve().parent))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dpshare.report", description=__doc__.split("\n")[0]
@@ -2100,22 +2178,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--records",
         type=Path,
-        default=Path(os.environ.get("DPSHARE_OUTPUT", REPO_ROOT / "outputs")),
-        help="where the run records are (default: $DPSHARE_OUTPUT or outputs/)",
+        action="append",
+        help="where the run records are; repeatable (default: $DPSHARE_OUTPUT or outputs/)",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results")
     parser.add_argument("--scale", choices=[*SCALES, "all"], default="all")
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="the record archive, read as records too and into which the cpu- and paper-scale "
+        "records read are archived (default: <out>/records; docs/crash_safety.md)",
+    )
+    parser.add_argument(
+        "--no-archive",
+        action="store_true",
+        help="neither read nor write the record archive",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not args.records.is_dir():
+    given = args.records is not None
+    roots = args.records or [Path(os.environ.get("DPSHARE_OUTPUT", REPO_ROOT / "outputs"))]
+    archive_dir = None if args.no_archive else (args.archive or args.out / archive.ARCHIVE_DIR)
+    missing = [r for r in roots if not r.is_dir()]
+    if given and missing:
+        print(f"error: no records directory at {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    if len(missing) == len(roots) and not (archive_dir is not None and archive_dir.is_dir()):
         print(
-            f"error: no records directory at {args.records}: run experiments first "
-            "(make reproduce, or python -m dpshare.train -m experiment=...)",
+            f"error: no records directory at {roots[0]} and no record archive"
+            + (f" at {archive_dir}" if archive_dir is not None else "")
+            + ": run experiments first (make reproduce, or python -m dpshare.train -m "
+            "experiment=...)",
             file=sys.stderr,
         )
         return 2
     scales = SCALES if args.scale == "all" else (args.scale,)
-    index = build(args.records, args.out, scales)
+    index = build(roots, args.out, scales, archive_dir=archive_dir)
     print(f"report written: {index}")
     return 0
 

@@ -10,7 +10,14 @@
    MIMIC-III only when ``MIMIC3_ROOT`` is set; otherwise it is reported as not run on MIMIC-III
    and its sweep runs on UCI Diabetes 130 as a labelled stand-in
    (``experiment_name=deng2026_medical_standin``), when that data set is present.
-3. ``python -m dpshare.report`` over the records: every table and figure in ``results/``.
+3. ``python -m dpshare.report`` over the records: every table and figure in ``results/``, and
+   the cpu- and paper-scale records archived under ``results/records/``
+   (:mod:`dpshare.reporting.archive`).
+
+It resumes: a sweep point whose archived record (``results/records/``) ran the same resolved
+config is reused, not retrained, so a reproduction that takes longer than one sitting is
+finished in several, and the compute table still counts each point's wall once, where it ran.
+``--fresh`` retrains every point.
 
 ``deng2026_privacy_attacks`` and ``tao2020_samples`` are not run separately: Table 4 and Fig. 8
 are drawn from the financial/medical and epsilon-sweep records of the same points. The wall time
@@ -32,7 +39,7 @@ from hydra import compose, initialize_config_dir
 from dpshare.config import register_configs
 from dpshare.errors import UserInputError
 from dpshare.registry import UnknownNameError
-from dpshare.reporting import records
+from dpshare.reporting import archive, records
 from dpshare.reporting.summary import load_run, write_utility_summary
 from dpshare.train import CONF_DIR, summarize, train
 
@@ -145,8 +152,10 @@ def reproduce(
     results_dir: Path | None = None,
     output_root: Path | None = None,
     experiments: tuple[str, ...] = EXPERIMENTS,
+    resume: bool = True,
 ) -> dict[str, Any]:
-    """The main job, every experiment's sweep, then the report. Returns the timing record."""
+    """The main job, every experiment's sweep, then the report. Returns the timing record.
+    ``resume``: reuse the archived records of points that ran the same config."""
     from dpshare.report import build
 
     started = time.perf_counter()
@@ -166,6 +175,9 @@ def reproduce(
     env.setdefault("WANDB_MODE", "offline")
     notes = []
     passthrough = [o for o in overrides if not o.startswith("scale=")]
+    archive_dir = results_dir / archive.ARCHIVE_DIR
+    if resume and not any(o.startswith("reuse_records=") for o in overrides):
+        passthrough.append(f"reuse_records=['{archive_dir.resolve()}']")
     for experiment, source in COVERED_AT_SCALE.get(scale, {}).items():
         if experiment in experiments:
             notes.append(f"{experiment}: not run at {scale} scale; its points are {source}'s")
@@ -185,7 +197,8 @@ def reproduce(
             )
         )
     t0 = time.perf_counter()
-    index = build(output_root, results_dir)  # both scales: a scale without records says "not run"
+    # every scale: one without records says "not run"
+    index = build(output_root, results_dir, archive_dir=archive_dir)
     steps.append(
         {"experiment": "report", "exit_code": 0, "seconds": round(time.perf_counter() - t0, 1)}
     )
@@ -211,6 +224,9 @@ def main() -> None:
     # --only=a,b: just these sweeps (and the main job and the report), e.g. to redo one figure
     only = [a.split("=", 1)[1] for a in argv if a.startswith("--only=")]
     argv = [a for a in argv if not a.startswith("--only=")]
+    # --fresh: retrain every point instead of reusing archived records of the same config
+    fresh = "--fresh" in argv
+    argv = [a for a in argv if a != "--fresh"]
     experiments = EXPERIMENTS
     if only:
         experiments = tuple(e for e in ",".join(only).split(",") if e)
@@ -223,7 +239,7 @@ def main() -> None:
             )
             sys.exit(2)
     try:
-        timing = reproduce(argv, experiments=experiments)
+        timing = reproduce(argv, experiments=experiments, resume=not fresh)
     except (UserInputError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -46,7 +46,7 @@ from dpshare.models.base import ReleasedModelMethod, SyntheticDataMethod
 from dpshare.privacy import BudgetExceededError, PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan, plan_privacy
 from dpshare.registry import UnknownNameError
-from dpshare.reporting import index, records
+from dpshare.reporting import archive, index, records
 from dpshare.snapshots import SNAPSHOT_DIR, CapturedSnapshot, SnapshotCapture
 
 log = logging.getLogger("dpshare.train")
@@ -89,6 +89,11 @@ def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
     if digest is None:
         return None  # an unresolvable config: the error surfaces where the value is used
     source = index.find_complete(Path(cfg.output_root), digest, Path(cfg.run_dir))
+    if source is None and cfg.get("reuse_records"):
+        # the same resolved config by any code version (archive.protocol_hash), as the report
+        # treats records of earlier commits: its settings check flags a changed default
+        same = archive.protocol_hash(OmegaConf.to_yaml(cfg, resolve=True))
+        source = archive.find_archived(list(cfg.reuse_records), same)
     if source is None:
         return None
     log.info(

@@ -506,6 +506,9 @@ class RootConfig:
     torch_threads: int | None = None
     # multirun | always | never: reuse a complete record of the same resolved config
     skip_completed: str = "multirun"
+    # record archives whose complete record of the same resolved config (any code version) is
+    # reused as well (dpshare.reporting.archive; make reproduce passes results/records)
+    reuse_records: list[str] = field(default_factory=list)
     # epochs between checkpoints (0: none); resume=<run dir> continues that run (dpshare.checkpoint)
     checkpoint_every_n_epochs: int = 1
     resume: str | None = None

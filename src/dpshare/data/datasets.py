@@ -6,6 +6,7 @@ A loader takes the dataset's config node and the scale's ``max_records`` cap and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dpshare.data.base import TabularData, check_max_records
@@ -19,30 +20,32 @@ class DatasetLoader(Protocol):
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
+# name -> the public domain its config declares, for data sets whose domain is not spelled out
+# in the config (``public_domain``) but follows from it: one entry beside each loader
+DOMAINS: Registry[Callable[[Any], Any]] = Registry("dataset domain")
+
+
 def declared_domain(cfg: Any) -> Any:
     """The public domain (:class:`~dpshare.data.transformer.PublicDomain`) a dataset config
     declares, built from the config alone without loading or simulating a record; ``None``
     where the config declares none (a table without ``public_domain``). The loaders attach the
     same domain to their :class:`TabularData`; the report reads it for saved runs."""
     name = cfg.get("name") if hasattr(cfg, "get") else None
-    if name == "bank_sim":
-        from dpshare.data import bank_sim
-
-        return bank_sim.public_domain(n_banks=cfg["n_banks"], days=cfg["days"], start=cfg["start"])
-    if name == "mimic3":
-        from dpshare.data import mimic3
-
-        return mimic3.public_domain(mimic3.mimic3_settings(cfg))
-    if name == "mnist":
-        from dpshare.data import mnist
-
-        return mnist.public_domain()
+    if name in DOMAINS:
+        return DOMAINS.get(name)(cfg)
     spec = cfg.get("public_domain") if hasattr(cfg, "get") else None
     if not spec:
         return None
     from dpshare.data.transformer import PublicDomain
 
     return PublicDomain.from_mapping(spec)
+
+
+@DOMAINS.register("bank_sim")
+def _bank_sim_domain(cfg: Any) -> Any:
+    from dpshare.data import bank_sim
+
+    return bank_sim.public_domain(n_banks=cfg["n_banks"], days=cfg["days"], start=cfg["start"])
 
 
 @DATASETS.register("bank_sim")
@@ -90,12 +93,26 @@ def load_bank_sim(cfg: Any, *, max_records: int | None) -> TabularData:
 # code and the MNIST downloader are not needed for a bank_sim run).
 
 
+@DOMAINS.register("mimic3")
+def _mimic3_domain(cfg: Any) -> Any:
+    from dpshare.data import mimic3
+
+    return mimic3.public_domain(mimic3.mimic3_settings(cfg))
+
+
 @DATASETS.register("mimic3")
 def load_mimic3(cfg: Any, *, max_records: int | None) -> TabularData:
     """MIMIC-III v1.4 ICU stays as fixed-length hourly windows (docs/mimic3.md)."""
     from dpshare.data.mimic3 import load_mimic3 as load
 
     return load(cfg, max_records=max_records)
+
+
+@DOMAINS.register("mnist")
+def _mnist_domain(cfg: Any) -> Any:
+    from dpshare.data import mnist
+
+    return mnist.public_domain()
 
 
 @DATASETS.register("mnist")

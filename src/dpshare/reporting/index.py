@@ -33,7 +33,15 @@ from dpshare.reporting import records
 
 INDEX_DIR = "index"
 # Keys that do not change what a run computes: where its record goes, how it is logged, threads.
-NOT_HASHED = ("run_dir", "output_root", "torch_threads", "logger", "skip_completed", "resume")
+NOT_HASHED = (
+    "run_dir",
+    "output_root",
+    "torch_threads",
+    "logger",
+    "skip_completed",
+    "resume",
+    "reuse_records",
+)
 SKIP_MODES = ("multirun", "always", "never")
 
 
