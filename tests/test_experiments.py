@@ -868,7 +868,10 @@ def test_reproduce_resumes_from_the_archive_unless_fresh(
 
     sweeps_run: list[list[str]] = []
     builds: list[Any] = []
-    monkeypatch.setattr(rep, "main_job", lambda overrides, **kw: ([], "cpu"))
+    mains: list[list[str]] = []
+    monkeypatch.setattr(
+        rep, "main_job", lambda overrides, **kw: mains.append(overrides) or ([], "cpu")
+    )
     monkeypatch.setattr(
         rep,
         "run_sweep",
@@ -884,6 +887,8 @@ def test_reproduce_resumes_from_the_archive_unless_fresh(
     rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
                   experiments=("deng2026_financial",))  # fmt: skip
     assert archive_arg in sweeps_run[-1] and builds[-1]["archive_dir"] == results / "records"
+    assert archive_arg in mains[-1] and "skip_completed=always" in mains[-1]  # one run, reused too
     rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
                   experiments=("deng2026_financial",), resume=False)  # fmt: skip
-    assert not any(a.startswith("reuse_records=") for a in sweeps_run[-1])
+    assert not any(a.startswith(("reuse_records=", "skip_completed=")) for a in sweeps_run[-1])
+    assert mains[-1] == ["scale=cpu"]

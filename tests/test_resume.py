@@ -197,6 +197,10 @@ def test_an_archived_record_is_reused_across_machines_and_commits(
     assert train(cfg) == made
     info = json.loads((again / records.RUN_FILE).read_text())
     assert info["reused_from"] == str(copy.resolve())
+    # outside a Hydra app the record still has its config where load_run reads it (main job)
+    from dpshare.reporting.summary import load_run
+
+    assert load_run(again).metrics == made
     # another config (seed) is not the archived one; without reuse_records nothing is looked up
     for overrides in ([*other, "seed=1", f"reuse_records=['{archived}']"], other):
         other_cfg = compose_config(overrides, tmp_path / "machine2" / "x")

@@ -162,8 +162,16 @@ def reproduce(
     results_dir = Path(results_dir or REPO_ROOT / "results")
     output_root = Path(output_root or os.environ.get("DPSHARE_OUTPUT") or REPO_ROOT / "outputs")
     steps: list[dict[str, Any]] = []
+    archive_dir = results_dir / archive.ARCHIVE_DIR
+    resumed: list[str] = []
+    if resume and not any(o.startswith("reuse_records=") for o in overrides):
+        resumed = [f"reuse_records=['{archive_dir.resolve()}']"]
     t0 = time.perf_counter()
-    written, scale = main_job(overrides, results_dir=results_dir, output_root=output_root)
+    # the main job is one run, not a multirun: it reuses an archived record only when told to
+    main_overrides = [*overrides, *resumed]
+    if resumed and not any(o.startswith("skip_completed=") for o in overrides):
+        main_overrides.append("skip_completed=always")
+    written, scale = main_job(main_overrides, results_dir=results_dir, output_root=output_root)
     steps.append(
         {
             "experiment": MAIN_EXPERIMENT,
@@ -174,10 +182,7 @@ def reproduce(
     env = dict(os.environ, DPSHARE_OUTPUT=str(output_root), PYTHONUNBUFFERED="1")
     env.setdefault("WANDB_MODE", "offline")
     notes = []
-    passthrough = [o for o in overrides if not o.startswith("scale=")]
-    archive_dir = results_dir / archive.ARCHIVE_DIR
-    if resume and not any(o.startswith("reuse_records=") for o in overrides):
-        passthrough.append(f"reuse_records=['{archive_dir.resolve()}']")
+    passthrough = [o for o in overrides if not o.startswith("scale=")] + resumed
     for experiment, source in COVERED_AT_SCALE.get(scale, {}).items():
         if experiment in experiments:
             notes.append(f"{experiment}: not run at {scale} scale; its points are {source}'s")

@@ -99,7 +99,12 @@ def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
     log.info(
         "complete record of this config (hash %s) at %s: reused, not recomputed", digest, source
     )
-    return index.reuse_record(source, Path(cfg.run_dir), digest)
+    metrics = index.reuse_record(source, Path(cfg.run_dir), digest)
+    hydra_cfg = Path(cfg.run_dir) / ".hydra" / "config.yaml"
+    if not hydra_cfg.exists():  # reused outside a Hydra app: the record's config, as train writes
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+        records._atomic(hydra_cfg, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return metrics
 
 
 def train_method(
