@@ -892,3 +892,35 @@ def test_reproduce_resumes_from_the_archive_unless_fresh(
                   experiments=("deng2026_financial",), resume=False)  # fmt: skip
     assert not any(a.startswith(("reuse_records=", "skip_completed=")) for a in sweeps_run[-1])
     assert mains[-1] == ["scale=cpu"]
+
+
+def test_reproduce_plan_counts_the_archived_jobs_of_each_sweep(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from dpshare.reproduce import plan, sweep_points
+
+    args = ["experiment=deng2026_financial", "experiment_name=deng2026_financial"]
+    jobs = sweep_points(args, "smoke")
+    methods = {j for job in jobs for j in job if j.startswith("method=")}
+    assert len(jobs) == 4 and len(methods) == 4  # 4 methods x the smoke scale's one seed
+    assert all("seed=5" in job for job in sweep_points([*args, "seed=5"], "smoke"))
+    assert len(sweep_points([*args, "seed=5,6"], "smoke")) == 8  # the command line wins
+    # one job's record in the archive, as a run of it writes its config
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*jobs[1], "run_dir=/somewhere/else"])
+    run = tmp_path / "records" / "multiruns" / "deng2026_financial" / "2026-12-07_10-00-00" / "1"
+    run.mkdir(parents=True)
+    (run / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    (run / "metrics.json").write_text("{}")
+    rows = plan("smoke", ("deng2026_financial",), archive_dirs=(tmp_path / "records",))
+    assert rows == [
+        {"sweep": "bank_sim_standard_gan", "jobs": 1, "archived": 0, "to run": 1},
+        {"sweep": "deng2026_financial", "jobs": 4, "archived": 1, "to run": 3},
+    ]
+    # another setting on the command line is another protocol: nothing archived for it
+    other = plan(
+        "smoke", ("deng2026_financial",), ("eval.seed=7",), archive_dirs=(tmp_path / "records",)
+    )
+    assert other[1]["archived"] == 0

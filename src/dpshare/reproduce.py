@@ -1,5 +1,6 @@
-"""``python -m dpshare.reproduce [scale=smoke|cpu|paper] [--only=a,b] [overrides]`` (what
-``make reproduce`` runs; docs/scales.md says what each scale is and how long it takes).
+"""``python -m dpshare.reproduce [scale=smoke|cpu|paper] [--only=a,b] [--fresh] [--plan]
+[overrides]`` (what ``make reproduce`` runs; docs/scales.md says what each scale is and how long
+it takes; ``--plan`` lists each sweep's jobs and how many are archived, and runs nothing).
 
 1. The main job: the non-private conditional GAN on the embedded cross-bank simulator
    (``experiment=bank_sim_standard_gan``), its table in ``results/bank_sim_standard_gan/<scale>/``.
@@ -127,6 +128,89 @@ def medical_sweep() -> tuple[list[str], str]:
     )
 
 
+def sweep_points(args: list[str], scale: str) -> list[list[str]]:
+    """The jobs one sweep of ``make reproduce`` runs: ``args`` (with ``scale=``) and the
+    experiment's ``hydra.sweeper.params``, expanded as Hydra's basic sweeper does (a command-line
+    value replaces the experiment's), one override list per job."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    given = parser.parse_overrides([*args, f"scale={scale}"])
+    swept = {
+        o.key_or_group: list(o.sweep_string_iterator()) for o in given if o.is_sweep_override()
+    }
+    fixed = [o.input_line for o in given if not o.is_sweep_override()]
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*fixed, "run_dir=unused"], return_hydra_config=True)
+    on_command_line = {o.key_or_group for o in given}
+    for key, value in (cfg.hydra.sweeper.params or {}).items():
+        if key not in on_command_line:
+            line = f"{key}={value}"
+            (override,) = parser.parse_overrides([line])
+            swept[key] = (
+                list(override.sweep_string_iterator())
+                if override.is_sweep_override()
+                else [override.get_value_element_as_str()]
+            )
+    keys = list(swept)
+    return [
+        [*fixed, *(f"{k}={v}" for k, v in zip(keys, values, strict=True))]
+        for values in itertools.product(*(swept[k] for k in keys))
+    ]
+
+
+def plan(
+    scale: str,
+    experiments: tuple[str, ...] = EXPERIMENTS,
+    overrides: tuple[str, ...] = (),
+    *,
+    archive_dirs: tuple[Path, ...] = (REPO_ROOT / "results" / archive.ARCHIVE_DIR,),
+) -> list[dict[str, Any]]:
+    """What ``make reproduce SCALE=<scale>`` would run now: per sweep (the main job first), its
+    jobs and how many of them have a complete archived record of the same resolved config
+    (reused on resume, :mod:`dpshare.reporting.archive`); the rest would be trained."""
+    from omegaconf import OmegaConf
+
+    def job_configs(args: list[str]) -> list[Any]:
+        out = []
+        for job in sweep_points(args, scale):
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                out.append(compose("config", overrides=[*job, "run_dir=unused"]))
+        return out
+
+    register_configs()
+    rows = []
+    sweeps_at = [(MAIN_EXPERIMENT, [f"experiment={MAIN_EXPERIMENT}", *overrides])]
+    for experiment in sweeps(scale, experiments):
+        args = (
+            medical_sweep()[0] if experiment == "deng2026_medical" else [f"experiment={experiment}"]
+        )
+        if not any(a.startswith("experiment_name=") for a in args):
+            args.append(f"experiment_name={experiment}")
+        sweeps_at.append((experiment, [*args, *overrides]))
+    for experiment, args in sweeps_at:
+        if experiment == MAIN_EXPERIMENT:  # one run, not a multirun (main_job)
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                jobs = [compose("config", overrides=[*args, f"scale={scale}", "run_dir=unused"])]
+        else:
+            jobs = job_configs(args)
+        found = [
+            archive.find_archived(
+                archive_dirs, archive.protocol_hash(OmegaConf.to_yaml(cfg, resolve=True))
+            )
+            for cfg in jobs
+        ]
+        done = sum(f is not None for f in found)
+        name = str(jobs[0].experiment_name) if jobs else experiment
+        rows.append(
+            {"sweep": name, "jobs": len(jobs), "archived": done, "to run": len(jobs) - done}
+        )
+    return rows
+
+
 def run_sweep(args: list[str], *, env: dict[str, str], log_dir: Path) -> dict[str, Any]:
     """One multirun in a subprocess; its output goes to ``log_dir/<experiment>.log``."""
     name = next(a.split("=", 1)[1] for a in args if a.startswith("experiment_name="))
@@ -231,7 +315,9 @@ def main() -> None:
     argv = [a for a in argv if not a.startswith("--only=")]
     # --fresh: retrain every point instead of reusing archived records of the same config
     fresh = "--fresh" in argv
-    argv = [a for a in argv if a != "--fresh"]
+    # --plan: say what would run (jobs per sweep, how many are archived) and run nothing
+    dry = "--plan" in argv
+    argv = [a for a in argv if a not in ("--fresh", "--plan")]
     experiments = EXPERIMENTS
     if only:
         experiments = tuple(e for e in ",".join(only).split(",") if e)
@@ -243,6 +329,21 @@ def main() -> None:
                 file=sys.stderr,
             )
             sys.exit(2)
+    if dry:
+        scale = next(a.split("=", 1)[1] for a in argv if a.startswith("scale="))
+        try:
+            extra = tuple(a for a in argv if not a.startswith("scale="))
+            rows = plan(scale, experiments, extra)
+        except (UserInputError, UnknownNameError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print(f"make reproduce SCALE={scale}: jobs per sweep, archived (reused on resume)")
+        for row in rows:
+            print(f"  {row['sweep']}: {row['jobs']} jobs, {row['archived']} archived, "
+                  f"{row['to run']} to run")  # fmt: skip
+        total = sum(r["to run"] for r in rows)
+        print(f"to run: {total} of {sum(r['jobs'] for r in rows)} jobs")
+        return
     try:
         timing = reproduce(argv, experiments=experiments, resume=not fresh)
     except (UserInputError, UnknownNameError) as exc:
