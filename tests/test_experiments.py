@@ -880,13 +880,16 @@ def test_reproduce_resumes_from_the_archive_unless_fresh(
         ),
     )
     monkeypatch.setattr(
-        dpshare.report, "build", lambda *a, **kw: builds.append(kw) or tmp_path / "README.md"
+        dpshare.report,
+        "build",
+        lambda *a, **kw: builds.append(kw | {"args": a}) or tmp_path / "README.md",
     )
     results = tmp_path / "results"
     archive_arg = f"reuse_records=['{(results / 'records').resolve()}']"
     rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
                   experiments=("deng2026_financial",))  # fmt: skip
     assert archive_arg in sweeps_run[-1] and builds[-1]["archive_dir"] == results / "records"
+    assert builds[-1]["args"][2:] == (("cpu",),)  # this scale's tables only
     assert archive_arg in mains[-1] and "skip_completed=always" in mains[-1]  # one run, reused too
     rep.reproduce(["scale=cpu"], results_dir=results, output_root=tmp_path / "o",
                   experiments=("deng2026_financial",), resume=False)  # fmt: skip

@@ -11,8 +11,8 @@ it takes; ``--plan`` lists each sweep's jobs and how many are archived, and runs
    MIMIC-III only when ``MIMIC3_ROOT`` is set; otherwise it is reported as not run on MIMIC-III
    and its sweep runs on UCI Diabetes 130 as a labelled stand-in
    (``experiment_name=deng2026_medical_standin``), when that data set is present.
-3. ``python -m dpshare.report`` over the records: every table and figure in ``results/``, and
-   the cpu- and paper-scale records archived under ``results/records/``
+3. ``python -m dpshare.report`` over the records: every table and figure of this scale in
+   ``results/``, and the cpu- and paper-scale records archived under ``results/records/``
    (:mod:`dpshare.reporting.archive`).
 
 It resumes: a sweep point whose archived record (``results/records/``) ran the same resolved
@@ -286,8 +286,9 @@ def reproduce(
             )
         )
     t0 = time.perf_counter()
-    # every scale: one without records says "not run"
-    index = build(output_root, results_dir, archive_dir=archive_dir)
+    # this scale's tables only: a smoke reproduction never rewrites the cpu or paper tables (the
+    # index keeps the other scales' sections as the earlier build wrote them)
+    index = build(output_root, results_dir, (scale,), archive_dir=archive_dir)
     steps.append(
         {"experiment": "report", "exit_code": 0, "seconds": round(time.perf_counter() - t0, 1)}
     )
