@@ -927,3 +927,34 @@ def test_reproduce_plan_counts_the_archived_jobs_of_each_sweep(tmp_path: Path) -
         "smoke", ("deng2026_financial",), ("eval.seed=7",), archive_dirs=(tmp_path / "records",)
     )
     assert other[1]["archived"] == 0
+
+
+def test_a_sweep_read_from_outputs_and_archive_is_one_sweep(tmp_path: Path) -> None:
+    """The archive mirrors outputs/: a run in both is the live one (the archived copy may be
+    from before it finished), and a sweep split between the two counts its wall once."""
+    from dpshare.report import compute_table, load_all
+
+    outputs, archived = tmp_path / "outputs", tmp_path / "archive"
+
+    def run(root: Path, job: str, start: str, end: str | None, fit: float | None) -> None:
+        metrics = None if fit is None else {"runtime/fit_seconds": fit}
+        run_dir = _record(
+            root, f"2026-12-07_10-00-00/{job}", experiment="tao2020_epsilon", dataset="mnist",
+            method="dp_wgan", seed=int(job), metrics=metrics, privacy={},
+            started=f"2026-12-07T{start}+0000",
+        )  # fmt: skip
+        info = json.loads((run_dir / "run.json").read_text())
+        if end is None:
+            info["status"] = "running"
+        else:
+            info["finished_at"] = f"2026-12-07T{end}+0000"
+        (run_dir / "run.json").write_text(json.dumps(info))
+
+    run(archived, "0", "10:00:00", "10:20:00", 1200.0)  # archived, no longer in outputs
+    run(archived, "1", "10:00:00", None, None)  # archived while it ran ...
+    run(outputs, "1", "10:00:00", "10:30:00", 1800.0)  # ... and finished since
+    recs = load_all([outputs, archived])
+    assert sorted((r.get("seed"), r.complete) for r in recs) == [(0, True), (1, True)]
+    rows = compute_table(recs, "smoke").frame.set_index("experiment")
+    assert rows.loc["tao2020_epsilon", "wall (min)"] == 30.0  # one sweep: 10:00-10:30
+    assert rows.loc["tao2020_epsilon", "runs failed or incomplete"] == 0

@@ -181,14 +181,19 @@ def load_records(root: Path) -> list[Record]:
 
 
 def load_all(roots: Sequence[Path]) -> list[Record]:
-    """:func:`load_records` of each root that exists, each run once: the same run read twice
-    (from ``outputs/`` and from the archive, or a reused copy of a point and its source) has
-    the same ``run.json`` clock and config hash, and the first root's copy is kept."""
+    """:func:`load_records` of each root that exists, each run once. A run at the same path
+    below two roots (``outputs/`` and the archive, which mirrors it) is the first root's: the
+    records root is the live one, the archive a copy that may be older. A reused copy of a
+    point and its source have the same ``run.json`` clock and config hash: the source is kept."""
     seen: set[tuple[Any, ...]] = set()
+    paths: set[Path] = set()
     out: list[Record] = []
     loaded = [rec for root in roots if Path(root).is_dir() for rec in load_records(root)]
     # a point's original run before any reused copy of it, so that its time counts where it ran
     for rec in sorted(loaded, key=lambda r: "reused_from" in r.run):
+        where = _below_root(rec)
+        if where in paths:
+            continue
         started = rec.run.get("started_at")
         key = (
             *_point_key(rec),
@@ -203,8 +208,19 @@ def load_all(roots: Sequence[Path]) -> list[Record]:
         if key in seen:
             continue
         seen.add(key)
+        paths.add(where)
         out.append(rec)
     return out
+
+
+def _below_root(rec: Record) -> Path:
+    """A record's path below its records root (the same in ``outputs/`` and in the archive)."""
+    if rec.root is None:
+        return rec.run_dir
+    try:
+        return rec.run_dir.resolve().relative_to(rec.root.resolve())
+    except ValueError:
+        return rec.run_dir
 
 
 def _point_key(rec: Record) -> tuple[Any, ...]:
@@ -2001,6 +2017,16 @@ def _invocation(run_dir: Path) -> Path:
     return run_dir
 
 
+def _below(path: Path, roots: Iterable[Path]) -> Path:
+    """``path`` below whichever of ``roots`` holds it (else as it is)."""
+    for root in roots:
+        try:
+            return path.resolve().relative_to(root)
+        except ValueError:
+            continue
+    return path
+
+
 def _derived(run_dir: Path) -> bool:
     return any(part in _DERIVED_DIRS for part in run_dir.parts[-3:])
 
@@ -2023,6 +2049,7 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
     )
 
     at_scale = [r for r in recs if r.scale == scale]
+    roots = {r.root.resolve() for r in recs if r.root is not None}
     by_experiment: dict[str, list[Record]] = {}
     for r in at_scale:
         by_experiment.setdefault(r.experiment, []).append(r)
@@ -2040,8 +2067,10 @@ def compute_table(recs: Sequence[Record], scale: str) -> Table:
         trained = [r for r in group if not _derived(r.run_dir)]
         invocations: dict[Path, list[Record]] = {}
         for r in trained:
-            # a reused point's clock is its source's: it counts in the sweep that ran it
-            ran_in = Path(r.run.get("reused_from") or r.run_dir)
+            # a reused point's clock is its source's: it counts in the sweep that ran it; a
+            # sweep is named by its path below the records root, the same in the archive
+            source = r.run.get("reused_from")
+            ran_in = _below(Path(source), roots) if source else _below_root(r)
             invocations.setdefault(_invocation(ran_in), []).append(r)
         wall = 0.0
         for runs in invocations.values():
@@ -2164,7 +2193,8 @@ def _index(
 
 
 def _shown(path: Path, results_dir: Path) -> str:
-    """A records directory as the index names it: the archive relative to ``results/``."""
+    """A records directory as the index names it: one inside the repository (the archive)
+    relative to it, e.g. ``results/records``."""
     try:
         return str(Path(path).resolve().relative_to(Path(results_dir).resolve().parent))
     except ValueError:
