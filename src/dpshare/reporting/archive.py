@@ -92,7 +92,8 @@ def _complete(run_dir: Path) -> bool:
 @functools.cache
 def _complete_by_hash(root: str, _stamp: float) -> dict[str, Path]:
     """protocol hash -> the newest complete archived record of it under ``root`` (cached per
-    process while the archive's directory time stamp is unchanged)."""
+    process while the archive's directory time stamp is unchanged; a record added deeper in the
+    tree meanwhile is missed, so at worst a point is retrained, never a wrong one reused)."""
     found: dict[str, tuple[str, Path]] = {}
     for run_file in sorted(Path(root).rglob(record_files.RUN_FILE)):
         run_dir = run_file.parent
