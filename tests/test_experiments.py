@@ -858,6 +858,7 @@ def test_report_cli_reads_the_archive_and_names_a_missing_records_directory(
     assert "0.710 ± " in table
     index = (results / "README.md").read_text()
     assert "`results/records`" in index and "12 complete" in index
+    assert "no_outputs" not in index  # only the records directories that exist are named
 
 
 def test_reproduce_resumes_from_the_archive_unless_fresh(

@@ -1954,7 +1954,7 @@ def build(
             ),
             archive_dir,
         )
-    index = _index(recs, sections, roots, results_dir, computes)
+    index = _index(recs, sections, [r for r in roots if r.is_dir()], results_dir, computes)
     path = results_dir / "README.md"
     kept = _sections_of_other_scales(path, scales)
     if kept:
