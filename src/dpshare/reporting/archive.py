@@ -35,6 +35,9 @@ import yaml
 
 from dpshare.reporting import records as record_files
 
+# the keys that do not change what a run computes: the same list as the outputs/ index's hash
+from dpshare.reporting.index import NOT_HASHED
+
 ARCHIVE_DIR = "records"
 ARCHIVED_SCALES = ("cpu", "paper")
 ARCHIVED_FILES = (
@@ -49,17 +52,6 @@ ARCHIVED_FILES = (
 )
 TRAINING_LOG = "csv/metrics.csv"
 HYDRA_CONFIG = ".hydra/config.yaml"
-# keys of a resolved config that do not change what a run computes (where its record goes, how it
-# is logged, threads, reuse settings): left out of :func:`protocol_hash`
-NOT_HASHED = (
-    "run_dir",
-    "output_root",
-    "torch_threads",
-    "logger",
-    "skip_completed",
-    "resume",
-    "reuse_records",
-)
 
 
 def protocol_hash(resolved_yaml: str) -> str:
