@@ -832,6 +832,11 @@ def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, Pri
         max_epochs=epochs,
         class_counts_release=getattr(method_cls, "releases_class_counts", True),
         transformer_release=getattr(method_cls, "releases_transformer_stats", True),
+        method_releases=(
+            method_cls.planned_releases(cfg.method)
+            if hasattr(method_cls, "planned_releases")
+            else 0
+        ),
     )
     ledger = PrivacyLedger(
         accountant=privacy.accountant,

@@ -84,6 +84,12 @@ class StandardGANConfig:
     # released (Bie et al. 2023; post-processing, no privacy cost); None: the trained weights.
     # Chosen per method on bank_sim's validation split (docs/bank_sim.md): 0.99 here
     generator_ema: float | None = 0.99
+    # > 0: the generator also matches ONE Gaussian release of the real rows' label-conditional
+    # mean embedding (DP-MERF, Harder et al. 2021; charged to the ledger, planned before sigma
+    # is calibrated; dpshare.models.mean_embedding). 0: off
+    mean_embedding_weight: float = 0.0
+    mean_embedding_features: int = 256  # random Fourier features of that embedding
+    mean_embedding_bandwidth: float = 1.0  # Gaussian kernel bandwidth on the encoded rows
     sample_size: int | None = None  # synthetic rows; None = size of the real train split
     class_mix: Any = None  # class value -> share of the released rows; None = released prior
     # more tables released from the SAME trained generator, each with its own record under

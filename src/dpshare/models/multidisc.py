@@ -44,6 +44,7 @@ from dpshare.data.transformer import OutputSpan
 from dpshare.errors import UserInputError
 from dpshare.models.checks import check_finite_loss, check_finite_weights, check_learning_rates
 from dpshare.models.dp import PrivateTraining, generator_step_context, make_optimizer, wrap_module
+from dpshare.models.mean_embedding import MeanEmbeddingTarget
 from dpshare.models.networks import ConditionalGenerator, GeneratorEMA
 from dpshare.models.registry import METHODS
 from dpshare.models.standard_gan import StandardGAN, _class_mix_to_probs
@@ -319,7 +320,7 @@ class SequenceGenerator(ConditionalGenerator):
 # ---------------------------------------------------------------------------- LightningModule
 
 
-class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
+class MultiDiscGANModule(GeneratorEMA, MeanEmbeddingTarget, pl.LightningModule):
     """Generator + discriminator cluster (manual optimization; see the module docstring)."""
 
     def __init__(
@@ -359,6 +360,9 @@ class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
         seed: int,
         private: PrivateTraining | None = None,
         generator_ema: float | None = None,
+        mean_embedding_weight: float = 0.0,
+        mean_embedding_features: int = 256,
+        mean_embedding_bandwidth: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -447,6 +451,13 @@ class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
         self.discriminator_updates = 0
         self.generator_updates = 0
         self.real_sequences: torch.Tensor | None = None  # set by the method (monitor signals)
+        # the statistical discriminator's global comparison: a released mean embedding
+        self.init_mean_embedding(
+            weight=mean_embedding_weight,
+            n_features=mean_embedding_features,
+            bandwidth=mean_embedding_bandwidth,
+            seed=seed,
+        )
 
     # ------------------------------------------------------------------------------ helpers
     def fusion_weights(self) -> torch.Tensor:
@@ -714,6 +725,10 @@ class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
                     raw[:, span.start : span.end], idx.to(device)
                 )
             total = g_loss + self.condition_loss_weight * cond_loss
+            me_loss = self.mean_embedding_loss(x_gen, y_gen)
+            if me_loss is not None:
+                # squared MMD to the released label-conditional mean embedding (DP-MERF)
+                total = total + self.mean_embedding_weight * me_loss
             self._check_loss(total, "generator", self.generator_updates + 1)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(total)
@@ -728,6 +743,8 @@ class MultiDiscGANModule(GeneratorEMA, pl.LightningModule):
             metrics[f"train/g_loss/{name}"] = per_head[i].detach()
         if self.condition_spans:
             metrics["train/condition_loss"] = cond_loss.detach()
+        if me_loss is not None:
+            metrics["train/mean_embedding_loss"] = me_loss.detach()
         self.log_dict(metrics, on_step=True, on_epoch=True)
 
 
@@ -851,6 +868,9 @@ class MultiDiscGAN(StandardGAN):
             seed=int(dm.seed),
             private=self.private,
             generator_ema=cfg.generator_ema,
+            mean_embedding_weight=float(cfg.mean_embedding_weight),
+            mean_embedding_features=int(cfg.mean_embedding_features),
+            mean_embedding_bandwidth=float(cfg.mean_embedding_bandwidth),
         )
 
     def fit(self, trainer: pl.Trainer) -> None:

@@ -39,6 +39,7 @@ from dpshare.models.dp import (
     noise_generator,
     wrap_module,
 )
+from dpshare.models.mean_embedding import MeanEmbeddingTarget, planned_releases, release_target
 from dpshare.models.monitor import SignalMonitor
 from dpshare.models.networks import ConditionalGenerator, GeneratorEMA, MLPDiscriminator
 from dpshare.models.registry import METHODS
@@ -49,7 +50,7 @@ from dpshare.privacy.plan import PrivacyPlan
 _LR_KEYS = ("discriminator_lr", "generator_lr")
 
 
-class ConditionalGAN(GeneratorEMA, pl.LightningModule):
+class ConditionalGAN(GeneratorEMA, MeanEmbeddingTarget, pl.LightningModule):
     """Generator + one discriminator, each with its own Adam optimizer (manual optimization)."""
 
     def __init__(
@@ -70,6 +71,10 @@ class ConditionalGAN(GeneratorEMA, pl.LightningModule):
         condition_on_label: bool,
         private: PrivateTraining | None = None,
         generator_ema: float | None = None,
+        mean_embedding_weight: float = 0.0,
+        mean_embedding_features: int = 256,
+        mean_embedding_bandwidth: float = 1.0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -88,6 +93,12 @@ class ConditionalGAN(GeneratorEMA, pl.LightningModule):
             spans=spans,
         )
         self.init_generator_ema(generator_ema)
+        self.init_mean_embedding(
+            weight=mean_embedding_weight,
+            n_features=mean_embedding_features,
+            bandwidth=mean_embedding_bandwidth,
+            seed=seed,
+        )
         discriminator = MLPDiscriminator(
             input_dim=self.generator.output_dim,
             condition_dim=self.condition_dim,
@@ -192,15 +203,23 @@ class ConditionalGAN(GeneratorEMA, pl.LightningModule):
         if (batch_idx + 1) % self.discriminator_steps == 0:
             with generator_step_context(self.discriminator):
                 y_gen = self.sample_labels(n_fake).to(x_real.device)
-                logits = self.discriminator(self.generate(y_gen, hard=False), self.condition(y_gen))
+                x_gen = self.generate(y_gen, hard=False)
+                logits = self.discriminator(x_gen, self.condition(y_gen))
                 g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-                self._check_loss(g_loss, "generator", self.generator_updates + 1)
+                total = g_loss
+                # squared MMD to a released mean embedding (DP-MERF; method.mean_embedding_weight)
+                me_loss = self.mean_embedding_loss(x_gen, y_gen)
+                if me_loss is not None:
+                    total = g_loss + self.mean_embedding_weight * me_loss
+                self._check_loss(total, "generator", self.generator_updates + 1)
                 opt_g.zero_grad(set_to_none=True)
-                self.manual_backward(g_loss)
+                self.manual_backward(total)
                 opt_g.step()
             self.update_ema()
             self.generator_updates += 1
             self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True)
+            if me_loss is not None:
+                self.log("train/mean_embedding_loss", me_loss.detach(), on_step=True, on_epoch=True)
 
     def _discriminator_step(
         self, opt_d: Any, x_real: torch.Tensor, y_real: torch.Tensor, n_fake: int
@@ -274,6 +293,9 @@ class StandardGAN(SyntheticDataMethod):
         datamodule.setup()
         self.private = None if plan is None else self._private_training(plan)
         self.module = self.build_module(cfg, datamodule)
+        # a released target of the generator (method.mean_embedding_weight): made once, here,
+        # not when a trained run is rebuilt for sampling (its buffer is in the saved weights)
+        release_target(self.module, datamodule)
 
     def prepare_datamodule(self, datamodule: TabularDataModule) -> None:
         """Hook for subclasses: configure the DataModule before it reads the real records."""
@@ -302,7 +324,13 @@ class StandardGAN(SyntheticDataMethod):
             condition_on_label=cfg.condition_on_label,
             private=self.private,
             generator_ema=cfg.generator_ema,
+            mean_embedding_weight=float(cfg.mean_embedding_weight),
+            mean_embedding_features=int(cfg.mean_embedding_features),
+            mean_embedding_bandwidth=float(cfg.mean_embedding_bandwidth),
+            seed=int(datamodule.seed),
         )
+
+    planned_releases = staticmethod(planned_releases)
 
     def _private_training(self, plan: PrivacyPlan) -> PrivateTraining:
         return private_training(

@@ -133,11 +133,14 @@ def plan_privacy(
     max_epochs: int,
     class_counts_release: bool = True,
     transformer_release: bool = True,
+    method_releases: int = 0,
 ) -> PrivacyPlan:
     """Resolve a ``privacy`` config (``fixed`` | ``pid`` | ``wgan_feedback``) for a train split
     of ``n_train`` records, ``batch_size`` expected real records per step, ``max_epochs``.
     ``class_counts_release=False`` for a method that releases no class counts (a classifier);
-    ``transformer_release=False`` for one that scales by public bounds only (``dp_wgan``)."""
+    ``transformer_release=False`` for one that scales by public bounds only (``dp_wgan``);
+    ``method_releases``: Gaussian releases of sensitivity 1 at ``release_noise_multiplier`` the
+    method makes before training (e.g. multidisc_gan's mean embedding)."""
     name = privacy.name
     check_accountant(privacy.accountant)
     delta = check_delta(privacy.target_delta)
@@ -181,6 +184,7 @@ def plan_privacy(
         # Gaussian releases: the transformer's statistics and (generators) the class counts
         releases = int(transformer_release) + int(class_counts_release)
         planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * releases
+    planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * int(method_releases)
 
     signals: tuple[str, ...] = ()
     controller_kwargs: dict[str, Any] = {}
