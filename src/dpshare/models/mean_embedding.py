@@ -47,6 +47,7 @@ class RowEmbedding(nn.Module):
         if not bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
         g = torch.Generator().manual_seed(int(seed))
+        self.W: torch.Tensor
         self.register_buffer("W", torch.randn(input_dim, n_features, generator=g) / bandwidth)
         self.rff_scale = 1.0 / math.sqrt(2 * n_features)
         self.moment_scale = 1.0 / math.sqrt(4 * input_dim)
