@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from conftest import PYTHON, TINY, compose_config, subprocess_env
@@ -210,3 +211,23 @@ def test_an_archived_record_is_reused_across_machines_and_commits(
     # the archived config hashes as the live one does (one parser on both sides)
     cfg_hash = archive.protocol_hash(OmegaConf.to_yaml(cfg, resolve=True))
     assert cfg_hash == archive.protocol_hash((copy / records.RESOLVED_CONFIG_FILE).read_text())
+
+
+def test_a_setting_added_later_at_its_old_value_keeps_the_protocol_hash() -> None:
+    """A record made before ``method.mean_embedding_weight`` existed is the same point as a new
+    run that leaves it off; the option switched on is another point."""
+    from dpshare.reporting import archive
+
+    off = [*FAST, "method=multidisc_gan", "method.mean_embedding_weight=0.0"]
+    live = OmegaConf.to_yaml(compose_config(off), resolve=True)
+    plain = yaml.safe_load(live)
+    assert plain["method"]["mean_embedding_weight"] == 0.0
+    before = {**plain, "method": dict(plain["method"])}
+    for key in ("mean_embedding_weight", "mean_embedding_features", "mean_embedding_bandwidth"):
+        before["method"].pop(key)
+    assert archive.protocol_hash(yaml.safe_dump(before)) == archive.protocol_hash(live)
+    on = {**plain, "method": {**plain["method"], "mean_embedding_weight": 100.0}}
+    assert archive.protocol_hash(yaml.safe_dump(on)) != archive.protocol_hash(live)
+    # a record that ran another value of a changed default is another point too
+    ema = {**before, "method": {**before["method"], "generator_ema": 0.5}}
+    assert archive.protocol_hash(yaml.safe_dump(ema)) != archive.protocol_hash(live)

@@ -266,11 +266,8 @@ def select(recs: Sequence[Record], experiments: Sequence[str], scale: str) -> li
 # Defaults that changed after records were written: key -> the value a record written before
 # the key existed ran with. A section whose records ran another effective setting than their
 # experiment's current configuration says so (settings_notes), so that old settings never pass
-# for current ones.
-CHANGED_DEFAULTS: dict[str, Any] = {
-    "method.continuous_scale": "linear",
-    "method.generator_ema": None,
-}
+# for current ones. One list with the archive's protocol hash.
+CHANGED_DEFAULTS = archive.CHANGED_DEFAULTS
 # settings that shape only the DP fit of the transformer: runs that fit it without DP are not
 # compared on them
 _DP_FIT_SETTINGS = frozenset({"method.continuous_scale"})

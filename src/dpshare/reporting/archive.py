@@ -38,6 +38,19 @@ from dpshare.reporting import records as record_files
 # the keys that do not change what a run computes: the same list as the outputs/ index's hash
 from dpshare.reporting.index import NOT_HASHED
 
+# Settings added or changed after records were written: key -> the value a record written
+# before the key existed ran with. The report flags records whose effective setting differs from
+# the current configuration (``dpshare.report.settings_notes``); the protocol hash drops a key
+# at that value, so a record made before a key existed and a new run that leaves the key at that
+# value are the same point (adding an option that is off by default retrains nothing).
+CHANGED_DEFAULTS: dict[str, object] = {
+    "method.continuous_scale": "linear",
+    "method.generator_ema": None,
+    "method.mean_embedding_weight": 0.0,
+    "method.mean_embedding_features": 256,
+    "method.mean_embedding_bandwidth": 1.0,
+}
+
 ARCHIVE_DIR = "records"
 ARCHIVED_SCALES = ("cpu", "paper")
 ARCHIVED_FILES = (
@@ -56,7 +69,8 @@ HYDRA_CONFIG = ".hydra/config.yaml"
 
 def protocol_hash(resolved_yaml: str) -> str:
     """sha256 (16 hex characters) of a resolved config as its record holds it
-    (``config_resolved.yaml``), without :data:`NOT_HASHED` and without the code version.
+    (``config_resolved.yaml``), without :data:`NOT_HASHED`, without the code version and
+    without a :data:`CHANGED_DEFAULTS` key at the value records made before it existed ran.
 
     Unlike :func:`dpshare.reporting.index.config_hash` (which includes the git commit, so a
     re-run after any commit recomputes), this one says "the same experiment, the same settings":
@@ -68,6 +82,11 @@ def protocol_hash(resolved_yaml: str) -> str:
         raise ValueError("a resolved config is a mapping")
     for key in NOT_HASHED:
         plain.pop(key, None)
+    for dotted, before in CHANGED_DEFAULTS.items():
+        section, _, name = dotted.partition(".")
+        node = plain.get(section)
+        if isinstance(node, dict) and name in node and node[name] == before:
+            node.pop(name)
     text = json.dumps(plain, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
