@@ -657,6 +657,8 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     runs = [
         ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {}),  # flagged
         ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
+        # written before method.mean_embedding_weight existed (it ran 0): flagged
+        ("old_me", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
         ("std", "deng2026_financial", "standard_gan", bank, None, 0.99, {}),  # as now
         ("std_log", "deng2026_financial", "standard_gan", bank, "auto", 0.99, {}),  # flagged
         # a non-private run fits the transformer without DP, where the scale has no effect...
@@ -692,6 +694,9 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
             config["method"]["continuous_scale"] = scale
         if ema is not None:
             config["method"]["generator_ema"] = ema
+        if method == "multidisc_gan" and name != "old_me":
+            # the framework's current release weight; "old_me" was written before the key
+            config["method"]["mean_embedding_weight"] = 100.0
         if name == "tune":
             config.setdefault("eval", {})["score_on"] = "validation"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -710,8 +715,12 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
         "configuration of their method has 0.999 (records written before the change; rerun "
         "`make reproduce SCALE=smoke ARGS=--only=deng2026_medical` to refresh them)"
     ]
-    assert len(notes["deng2026_financial"]) == 3
+    assert len(notes["deng2026_financial"]) == 4
     text = "\n".join(notes["deng2026_financial"])
+    assert (
+        "1 record(s) ran with method.mean_embedding_weight=0.0, the current configuration of "
+        "their method has 100.0" in text
+    )
     assert (
         "1 record(s) ran with method.continuous_scale=linear, the current configuration of "
         "their method has auto" in text
