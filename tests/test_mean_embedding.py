@@ -121,6 +121,12 @@ def test_a_dp_run_charges_the_release_once_within_the_budget(tmp_path: Path, met
     # the released run loads for sampling without the train split (no new release)
     rows = load(run).sample(50, seed=1)
     assert len(rows) == 50
+    # the release gate accepts the run and its card names the release
+    from dpshare import release
+
+    assert release.main([str(run), "--out", str(tmp_path / "shared")]) == 0
+    card = (tmp_path / "shared" / "report_card.md").read_text(encoding="utf-8")
+    assert "mean_embedding" in card
 
 
 def test_a_non_private_run_lists_the_embedding_as_a_raw_read(tmp_path: Path) -> None:
