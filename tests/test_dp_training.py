@@ -178,6 +178,12 @@ def test_fixed_run_record(tmp_path) -> None:
         "txn_count_24h": False,
         "cross_bank_count_24h": False,
     }
+    # the record names the numeric columns whose DP std does not stand out of its noise
+    stats = saved["release"]["statistics"]
+    unresolved = [c for c, s in stats.items() if s.get("std_resolved") is False]
+    assert all(stats[c]["kind"] in ("continuous", "datetime") for c in unresolved)
+    assert sorted(metrics["data/unresolved_std_columns"].split(",")) == sorted(unresolved)
+    assert unresolved  # the 24-hour counts of a tiny train split are not resolved
 
 
 def test_pid_run_moves_sigma_and_charges_its_signals(tmp_path) -> None:

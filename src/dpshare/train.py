@@ -384,6 +384,8 @@ def release_and_evaluate(
             "data/n_synthetic": 0 if synthetic is None else len(synthetic),
             "data/n_features": len(data.feature_columns),
             "data/encoded_dim": None if transformer is None else transformer.output_dim,
+            # numeric columns whose DP std is mostly noise (DPRelease.unresolved_std_columns)
+            "data/unresolved_std_columns": _unresolved_std_columns(transformer),
             "data/positive_rate_train": float((splits.train[target] == data.positive_label).mean()),
             "data/positive_rate_synthetic": None
             if synthetic is None
@@ -410,6 +412,15 @@ def _evaluation_key(cfg: DictConfig, run_info: dict[str, Any]) -> str | None:
         return None
     eval_cfg = json.dumps(OmegaConf.to_container(cfg.eval, resolve=True), sort_keys=True)
     return f"{table_hash}:{hashlib.sha256(eval_cfg.encode()).hexdigest()}"
+
+
+def _unresolved_std_columns(transformer: Any) -> str | None:
+    """Comma-separated columns whose DP-fitted std is mostly noise ("" for none); None when the
+    run has no DP-fitted transformer (a raw or public fit, or a peer library)."""
+    release = getattr(transformer, "release", None)
+    if release is None:
+        return None
+    return ",".join(release.unresolved_std_columns())
 
 
 def _evaluate(
@@ -832,11 +843,7 @@ def _privacy_setup(cfg: DictConfig, *, n_train: int) -> tuple[PrivacyLedger, Pri
         max_epochs=epochs,
         class_counts_release=getattr(method_cls, "releases_class_counts", True),
         transformer_release=getattr(method_cls, "releases_transformer_stats", True),
-        method_releases=(
-            method_cls.planned_releases(cfg.method)
-            if hasattr(method_cls, "planned_releases")
-            else 0
-        ),
+        method_releases=getattr(method_cls, "planned_releases", lambda _: 0)(cfg.method),
     )
     ledger = PrivacyLedger(
         accountant=privacy.accountant,

@@ -9,6 +9,8 @@ generator through this object.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
@@ -21,6 +23,8 @@ from dpshare.data.transformer import OutputSpan, TabularTransformer, check_conti
 from dpshare.errors import NonFiniteLossError, UserInputError
 from dpshare.privacy import PrivacyLedger
 from dpshare.privacy.plan import PrivacyPlan
+
+log = logging.getLogger(__name__)
 
 
 class TabularDataModule(pl.LightningDataModule):
@@ -249,6 +253,16 @@ class TabularDataModule(pl.LightningDataModule):
             continuous_scale=self.continuous_scale,
         )
         release = self.transformer.release
+        unresolved = release.unresolved_std_columns()
+        if unresolved:
+            # post-processing of the release: says which encodings rest on a noise-level std
+            log.warning(
+                "DP transformer fit: the noisy variance of %s does not stand out of its noise, "
+                "so the encoding's scale is mostly noise (a column narrow for its declared "
+                "range); a public log scale (method.continuous_scale=log) or a tighter declared "
+                "bound (dataset.public_domain) resolves it",
+                unresolved,
+            )
         self.ledger.record_gaussian(
             module="transformer",
             purpose="normalization statistics of every column on declared public bounds "

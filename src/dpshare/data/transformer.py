@@ -60,8 +60,11 @@ Roth 2014, Thm A.1; accounted with RDP / PLD like one DP-SGD step with sample ra
    the seed is not stored in the release.
 5. **Post-processing** (free under DP). Counts are clamped at 0 (at 1 as denominators); the mean
    of ``v`` is clamped to ``[-1, 1]``, its second moment to ``[mean**2, 1]``; the standard
-   deviation is floored at ``1e-3`` of the declared range; a column whose noisy present count is
-   below ``3 * noise std`` falls back to the public default (the midpoint of the range and the
+   deviation is floored at ``1e-3`` of the declared range (a variance that does not stand 2
+   of its noise stds above 0 is flagged ``std_resolved=False``,
+   :meth:`DPRelease.unresolved_std_columns`: the column is narrow for its declared range; use
+   the log scale or a tighter bound); a column whose noisy present count is below
+   ``3 * noise std`` falls back to the public default (the midpoint of the range and the
    standard deviation of a uniform distribution on it). Continuous columns are standardised
    with the noisy mean / std (``continuous_mode="quantile"`` is refused: it needs many quantiles,
    which this fit does not release); the imputation value is the noisy mean (the median is not
@@ -749,6 +752,9 @@ _STD_FLOOR_FRACTION = 1e-3
 # Below this many noise stds of present values, a numeric column's noisy mean and std are noise:
 # the column falls back to the public default (midpoint, std of a uniform on the range).
 _FALLBACK_NOISE_STDS = 3.0
+# a noisy variance below this many of its noise stds is reported as not resolved
+# (DPRelease.unresolved_std_columns); 2 stds: a column with no spread is flagged 98 % of the time
+_STD_RESOLVED_NOISE_STDS = 2.0
 # A missing-value span is added when the noisy missing count exceeds this many noise stds
 # (plus half a record): a column without missing values gets one with probability 0.13 %.
 _MISSING_SPAN_NOISE_STDS = 3.0
@@ -1175,7 +1181,8 @@ class DPRelease:
         noisy_statistics: the released vector (query value plus noise), before post-processing.
         statistics: per column, the post-processed statistics the encoding uses (counts clamped
             at 0; means / stds in the column's units, seconds since ``start`` for datetimes;
-            category counts and frequencies).
+            ``std_resolved``: whether the noisy variance stands out of its noise; category
+            counts and frequencies).
     """
 
     mechanism: str
@@ -1203,6 +1210,16 @@ class DPRelease:
             "noisy_records": self.records,
         }
 
+    def unresolved_std_columns(self) -> list[str]:
+        """The numeric columns whose noisy variance is within :data:`_STD_RESOLVED_NOISE_STDS`
+        noise stds of 0 (``std_resolved`` false): their standard deviation, and so the scale
+        of their encoding, is mostly noise. A release saved before the flag existed has none."""
+        return [
+            c
+            for c, s in self.statistics.items()
+            if s["kind"] in ("continuous", "datetime") and not s.get("std_resolved", True)
+        ]
+
     def category_counts(self, column: str) -> dict[Any, float]:
         """Noisy counts (clamped at 0) of each declared category of a categorical column, e.g.
         the class counts when the target is part of the fitted frame."""
@@ -1226,32 +1243,42 @@ class DPRelease:
 
 def _numeric_from_noisy(
     noisy: np.ndarray, noise_std: float
-) -> tuple[float, float, float, float, bool]:
+) -> tuple[float, float, float, float, bool, bool]:
     """Post-process a numeric block ``(count, sum_v, sum_v2, missing)``.
 
-    Returns ``(count, mean_v, std_v, missing_count, missing_span)`` with counts clamped at 0,
-    ``mean_v`` in [-1, 1], ``std_v`` in [2e-3, 1] (the floor is 1e-3 of the declared range, which
-    is 2 in units of v) and ``missing_span`` true when the noisy missing count is clearly
-    positive. When the noisy count of present values is below ``max(0.5, 3 * noise_std)`` the
-    ratios would be noise: ``mean_v = 0`` and ``std_v = 1 / sqrt(3)`` (a uniform distribution on
-    the declared range), a public default.
+    Returns ``(count, mean_v, std_v, missing_count, missing_span, std_resolved)`` with counts
+    clamped at 0, ``mean_v`` in [-1, 1], ``std_v`` in [2e-3, 1] (the floor is 1e-3 of the
+    declared range, which is 2 in units of v) and ``missing_span`` true when the noisy missing
+    count is clearly positive. When the noisy count of present values is below
+    ``max(0.5, 3 * noise_std)`` the ratios would be noise: ``mean_v = 0`` and
+    ``std_v = 1 / sqrt(3)`` (a uniform distribution on the declared range), a public default.
+
+    ``std_resolved`` is false when the noisy variance of v is below
+    :data:`_STD_RESOLVED_NOISE_STDS` times its own noise level, ``noise_std / count *
+    sqrt(1 + 4 mean_v^2)`` (first order: the noise of ``sum_v2 / count`` and of ``mean_v^2``).
+    The std of such a column is mostly noise (it may sit at the floor): the column is narrow
+    for its declared range, and a public log scale (``continuous_scale="log"``) or a tighter
+    declared bound resolves it. Computed from the noisy vector only (post-processing).
     """
     count, sum_v, sum_v2, missing = (float(x) for x in noisy)
     missing_span = missing > 0.5 + _MISSING_SPAN_NOISE_STDS * noise_std
     if count < max(0.5, _FALLBACK_NOISE_STDS * noise_std):
-        return max(count, 0.0), 0.0, 1.0 / math.sqrt(3.0), max(missing, 0.0), missing_span
+        return max(count, 0.0), 0.0, 1.0 / math.sqrt(3.0), max(missing, 0.0), missing_span, False
     mean_v = min(max(sum_v / count, -1.0), 1.0)
     second = min(max(sum_v2 / count, mean_v * mean_v), 1.0)
     floor = 2.0 * _STD_FLOOR_FRACTION
-    std_v = max(math.sqrt(max(second - mean_v * mean_v, 0.0)), floor)
-    return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span
+    variance_v = max(second - mean_v * mean_v, 0.0)
+    std_v = max(math.sqrt(variance_v), floor)
+    variance_noise = noise_std / count * math.sqrt(1.0 + 4.0 * mean_v * mean_v)
+    resolved = variance_v > _STD_RESOLVED_NOISE_STDS * variance_noise
+    return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span, resolved
 
 
 def _numeric_from_query(
     q: _QueryColumn, block: np.ndarray, noise_std: float
 ) -> tuple[_Encoder, dict[str, Any]]:
     """The continuous / datetime encoder and released statistics of one noisy numeric block."""
-    count, mean_v, std_v, missing, missing_span = _numeric_from_noisy(block, noise_std)
+    count, mean_v, std_v, missing, missing_span, resolved = _numeric_from_noisy(block, noise_std)
     has_missing = missing_span and _holds_missing(q.dtype)
     half_range = (q.high - q.low) / 2.0
     if q.kind == "continuous":
@@ -1292,6 +1319,7 @@ def _numeric_from_query(
             "scale": "log1p(x - lower)" if q.log else "linear",
             "mean": mean,
             "std": std,
+            "std_resolved": resolved,
         }
         return cont, stats
     ups = _UNITS_PER_SECOND[q.unit]
@@ -1330,6 +1358,7 @@ def _numeric_from_query(
         "missing_count": missing,
         "mean_seconds_since_start": mean_seconds,
         "std_seconds": half_seconds * std_v,
+        "std_resolved": resolved,
     }
     return dt, stats
 
