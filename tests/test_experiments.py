@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import CONF_DIR, PYTHON, REPO_ROOT, subprocess_env
 from dpshare.config import register_configs
+from dpshare.errors import UserInputError
 from dpshare.report import (
     build,
     deduplicate,
@@ -968,3 +969,18 @@ def test_a_sweep_read_from_outputs_and_archive_is_one_sweep(tmp_path: Path) -> N
     rows = compute_table(recs, "smoke").frame.set_index("experiment")
     assert rows.loc["tao2020_epsilon", "wall (min)"] == 30.0  # one sweep: 10:00-10:30
     assert rows.loc["tao2020_epsilon", "runs failed or incomplete"] == 0
+
+
+def test_only_takes_experiment_files_and_sweep_names_and_refuses_the_rest() -> None:
+    from dpshare.reproduce import MEDICAL_STANDIN, only_experiments
+
+    assert only_experiments("tao2020_sigma,deng2026_financial") == (
+        "tao2020_sigma",
+        "deng2026_financial",
+    )
+    # the name --plan prints for the medical sweep stands for its experiment file, once
+    assert only_experiments(f"{MEDICAL_STANDIN}, deng2026_medical") == ("deng2026_medical",)
+    with pytest.raises(UserInputError, match=r"unknown experiment\(s\) \['tao2020_sigmaa'\]"):
+        only_experiments("tao2020_sigmaa,tao2020_sigma")
+    with pytest.raises(UserInputError, match="choose from"):
+        only_experiments(",")

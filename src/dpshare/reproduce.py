@@ -78,6 +78,25 @@ COVERED_AT_SCALE: dict[str, dict[str, str]] = {
 }
 
 
+# sweep names (the records' experiment_name, what --plan prints) that differ from the
+# experiment file --only takes
+SWEEP_ALIASES: dict[str, str] = {MEDICAL_STANDIN: "deng2026_medical"}
+
+
+def only_experiments(text: str) -> tuple[str, ...]:
+    """The experiments ``--only=a,b`` names, in the order given, without repeats. A sweep name
+    (:data:`SWEEP_ALIASES`, e.g. ``deng2026_medical_standin``) stands for its experiment; an
+    unknown name is a :class:`UserInputError` that lists the choices."""
+    names = [SWEEP_ALIASES.get(e.strip(), e.strip()) for e in text.split(",") if e.strip()]
+    unknown = sorted(set(names) - set(EXPERIMENTS))
+    if unknown or not names:
+        raise UserInputError(
+            f"--only names unknown experiment(s) {unknown or [text]}; choose from "
+            f"{list(EXPERIMENTS)} (or a sweep name: {sorted(SWEEP_ALIASES)})"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def sweeps(scale: str, experiments: tuple[str, ...] = EXPERIMENTS) -> tuple[str, ...]:
     """The sweeps make reproduce runs at ``scale``, in order."""
     covered = COVERED_AT_SCALE.get(scale, {})
@@ -321,14 +340,10 @@ def main() -> None:
     argv = [a for a in argv if a not in ("--fresh", "--plan")]
     experiments = EXPERIMENTS
     if only:
-        experiments = tuple(e for e in ",".join(only).split(",") if e)
-        unknown = sorted(set(experiments) - set(EXPERIMENTS))
-        if unknown:
-            print(
-                f"error: --only names unknown experiment(s) {unknown}; choose from "
-                f"{list(EXPERIMENTS)}",
-                file=sys.stderr,
-            )
+        try:
+            experiments = only_experiments(",".join(only))
+        except UserInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
     if dry:
         scale = next(a.split("=", 1)[1] for a in argv if a.startswith("scale="))
