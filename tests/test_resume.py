@@ -231,3 +231,26 @@ def test_a_setting_added_later_at_its_old_value_keeps_the_protocol_hash() -> Non
     # a record that ran another value of a changed default is another point too
     ema = {**before, "method": {**before["method"], "generator_ema": 0.5}}
     assert archive.protocol_hash(yaml.safe_dump(ema)) != archive.protocol_hash(live)
+
+
+def test_a_reused_records_nested_variants_say_they_are_copies(tmp_path: Path) -> None:
+    """A record's release variants (variants/<name>/, each with its own run.json) are copied
+    with it; each copy says reused_from, so the report never archives it as a new record, and
+    the source's files are untouched (the copy replaces its hard link)."""
+    source = tmp_path / "source"
+    variant = source / "variants" / "variant0"
+    records.write_json(source / records.RUN_FILE, {"status": "complete", "config_hash": "h"})
+    records.write_json(variant / records.RUN_FILE, {"status": "complete", "variant": "v0"})
+    records.write_json(variant / records.METRICS_FILE, {"utility/tstr_auc": 0.75})
+    records.write_json(source / records.METRICS_FILE, {"utility/tstr_auc": 0.7})
+    copy = tmp_path / "copy"
+    metrics = index.reuse_record(source, copy, "h")
+    assert metrics == {"utility/tstr_auc": 0.7}
+    info = records.read_json(copy / records.RUN_FILE)
+    assert info["reused_from"] == str(source.resolve())
+    nested = records.read_json(copy / "variants" / "variant0" / records.RUN_FILE)
+    assert nested == {"status": "complete", "variant": "v0", "reused_from": str(variant.resolve())}
+    assert records.read_json(copy / "variants" / "variant0" / records.METRICS_FILE) == {
+        "utility/tstr_auc": 0.75
+    }
+    assert "reused_from" not in records.read_json(variant / records.RUN_FILE)  # source intact

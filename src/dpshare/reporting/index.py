@@ -121,7 +121,7 @@ def register_complete(output_root: Path, digest: str, run_dir: Path) -> None:
 
 def reuse_record(source: Path, run_dir: Path, digest: str) -> dict[str, Any]:
     """Copy the complete record ``source`` into ``run_dir`` (metrics.json last) and return its
-    metrics. ``run.json`` says where it came from."""
+    metrics. ``run.json`` says where it came from, and so does each nested record's."""
     source, run_dir = Path(source), Path(run_dir)
     metrics = json.loads((source / records.METRICS_FILE).read_text(encoding="utf-8"))
     if source.resolve() == run_dir.resolve():
@@ -141,6 +141,15 @@ def reuse_record(source: Path, run_dir: Path, digest: str) -> dict[str, Any]:
         except OSError:
             shutil.copy2(path, tmp)
         os.replace(tmp, target)
+    # a nested record (a release variant, variants/<name>/) is a copy as well: it says so, so
+    # the report never archives it as a new record (write_json replaces the hard link)
+    for nested in sorted(source.rglob(records.RUN_FILE)):
+        rel = nested.relative_to(source)
+        if len(rel.parts) == 1 or rel.parts[0] == ".hydra":
+            continue
+        nested_info = json.loads(nested.read_text(encoding="utf-8"))
+        nested_info["reused_from"] = str(nested.parent.resolve())
+        records.write_json(run_dir / rel, nested_info)
     info = json.loads((source / records.RUN_FILE).read_text(encoding="utf-8"))
     info["reused_from"] = str(source.resolve())
     records.write_json(run_dir / records.METRICS_FILE, metrics)
