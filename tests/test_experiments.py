@@ -653,13 +653,13 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     diabetes = {"name": "diabetes130", "public_domain": {"time_in_hospital": {"bounds": [1, 14]}}}
     # (name, experiment, method option, data set, the run's continuous_scale (None: written
     # before the key existed, so it ran linear), its generator_ema, privacy); the current
-    # configuration has auto and an EMA of 0.999 for the framework, linear and an EMA of 0.99
+    # configuration has log and an EMA of 0.999 for the framework, linear and an EMA of 0.99
     # for the standard GAN (chosen on validation, docs/bank_sim.md)
     runs = [
         ("old", "deng2026_financial", "multidisc_gan_mix", bank, None, 0.999, {}),  # flagged
-        ("new", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
+        ("new", "deng2026_financial", "multidisc_gan_mix", bank, "log", 0.999, {}),
         # written before method.mean_embedding_weight existed (it ran 0): flagged
-        ("old_me", "deng2026_financial", "multidisc_gan_mix", bank, "auto", 0.999, {}),
+        ("old_me", "deng2026_financial", "multidisc_gan_mix", bank, "log", 0.999, {}),
         ("std", "deng2026_financial", "standard_gan", bank, None, 0.99, {}),  # as now
         ("std_log", "deng2026_financial", "standard_gan", bank, "auto", 0.99, {}),  # flagged
         # a non-private run fits the transformer without DP, where the scale has no effect...
@@ -670,14 +670,15 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
             "deng2026_financial",
             "multidisc_gan_mix",
             bank,
-            "auto",
+            "log",
             None,
             {"name": "none"},
         ),  # fmt: skip
-        # diabetes130 declares no column [0, >= 1000]: linear and auto are one encoding there
-        ("med", "deng2026_medical_standin", "multidisc_gan", diabetes, None, 0.999, {}),
+        # diabetes130 declares no column [0, >= 1000]: linear and auto (DP-LR's scale) are one
+        # encoding there
+        ("med", "deng2026_medical_standin", "dp_lr", diabetes, None, None, {}),
         # the stand-in sweep is experiment=deng2026_medical renamed: compared with that file
-        ("med_live", "deng2026_medical_standin", "multidisc_gan", diabetes, None, None, {}),
+        ("med_live", "deng2026_medical_standin", "multidisc_gan", diabetes, "log", None, {}),
         # a tuning run (scored on validation) tries other settings on purpose: never flagged
         ("tune", "tune_bank_sim_ema", "standard_gan", bank, "auto", None, {}),
         # a method option that no longer exists: nothing to compare, no error
@@ -724,7 +725,7 @@ def test_records_of_an_older_default_are_flagged_where_it_matters(tmp_path: Path
     )
     assert (
         "1 record(s) ran with method.continuous_scale=linear, the current configuration of "
-        "their method has auto" in text
+        "their method has log" in text
     )
     assert "1 record(s) ran with method.continuous_scale=auto, the current configuration" in text
     assert (

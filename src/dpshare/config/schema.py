@@ -166,7 +166,7 @@ class MultiDiscGANConfig(StandardGANConfig):
     generation."""
 
     name: str = "multidisc_gan"
-    continuous_scale: str = "auto"  # chosen on bank_sim's validation split (docs/bank_sim.md)
+    continuous_scale: str = "log"  # chosen on bank_sim's validation split (docs/bank_sim.md)
     generator_ema: float | None = 0.999  # chosen on bank_sim's validation split, as above
     mean_embedding_weight: float = 100.0  # chosen on bank_sim's validation split, as above
     heads: Any = None  # list of plain|statistical|semantic|temporal; None = automatic
