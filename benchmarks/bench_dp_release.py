@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,7 @@ def measure(overrides: list[str], releases: int, scales: list[str]) -> dict:
     for scale in scales:
         stds: dict[str, list[float]] = {}
         unresolved: dict[str, int] = {}
+        at_floor: dict[str, int] = {}
         release = None
         for seed in range(releases):
             tt = TabularTransformer().fit_dp(
@@ -68,18 +68,16 @@ def measure(overrides: list[str], releases: int, scales: list[str]) -> dict:
                     continue
                 stds.setdefault(col, []).append(float(stat["std"]))
                 unresolved[col] = unresolved.get(col, 0) + (not stat["std_resolved"])
+                at_floor[col] = at_floor.get(col, 0) + bool(stat["std_at_floor"])
         assert release is not None
-        # the encoders of the last release: their clip range and log origin are public (the
-        # declared bounds, rounded inwards for integers), the same for every release
-        encoders = {e.label: e for e in tt._encoders}
         for col, values in stds.items():
-            enc = encoders[col]
-            x = features[col].astype("float64").dropna().clip(enc.low, enc.high).to_numpy()
-            exact = float((np.log1p(x - enc.low) if enc.log_scale else x).std())
-            low, high = release.statistics[col]["bounds"]
-            on_log = bool(enc.log_scale)
+            # the scale and the declared bounds are public and the same in every release
+            stat = release.statistics[col]
+            low, high = stat["bounds"]
+            on_log = stat["scale"] != "linear"
+            x = features[col].astype("float64").dropna().clip(low, high).to_numpy()
+            exact = float((np.log1p(x - low) if on_log else x).std())
             arr = np.asarray(values)
-            floor = 1e-3 * ((math.log1p(high - low)) if on_log else (high - low))
             rows.append(
                 {
                     "continuous_scale": scale,
@@ -89,7 +87,7 @@ def measure(overrides: list[str], releases: int, scales: list[str]) -> dict:
                     "dp_std_median": float(np.median(arr)),
                     "dp_std_p5": float(np.percentile(arr, 5)),
                     "dp_std_p95": float(np.percentile(arr, 95)),
-                    "at_floor": float(np.mean(arr <= floor * 1.0001)),
+                    "at_floor": at_floor[col] / releases,
                     "not_resolved": unresolved[col] / releases,
                 }
             )

@@ -934,3 +934,19 @@ def test_dp_flags_a_std_that_does_not_stand_out_of_its_noise() -> None:
     # with (almost) no noise the narrow column is resolved on the linear scale too
     exact = TabularTransformer().fit_dp(frame, domain=domain, noise_multiplier=1e-6, seed=0)
     assert exact.release is not None and exact.release.unresolved_std_columns() == []
+
+
+def test_dp_release_says_when_a_std_sits_at_its_floor() -> None:
+    """A column with no spread gets the floor std (1e-3 of its declared range, never 0) and
+    the release says so in ``std_at_floor``; a column that spans its range does not."""
+    n = 5_000
+    frame = pd.DataFrame(
+        {"flat": np.full(n, 7.0), "wide": np.random.default_rng(3).uniform(0.0, 50.0, n)}
+    )
+    domain = PublicDomain(bounds={"flat": (0.0, 50.0), "wide": (0.0, 50.0)})
+    tt = TabularTransformer().fit_dp(frame, domain=domain, noise_multiplier=1e-6, seed=0)
+    assert tt.release is not None
+    flat, wide = tt.release.statistics["flat"], tt.release.statistics["wide"]
+    assert flat["std_at_floor"] is True and wide["std_at_floor"] is False
+    assert float(flat["std"]) == pytest.approx(1e-3 * 50.0, rel=1e-9)
+    assert flat["std_resolved"] is False and flat["scale"] == "linear"

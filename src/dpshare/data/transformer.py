@@ -1181,7 +1181,8 @@ class DPRelease:
         noisy_statistics: the released vector (query value plus noise), before post-processing.
         statistics: per column, the post-processed statistics the encoding uses (counts clamped
             at 0; means / stds in the column's units, seconds since ``start`` for datetimes;
-            ``std_resolved``: whether the noisy variance stands out of its noise; category
+            ``std_resolved``: whether the noisy variance stands out of its noise;
+            ``std_at_floor``: whether the std is the floor, 1e-3 of the declared range; category
             counts and frequencies).
     """
 
@@ -1243,13 +1244,14 @@ class DPRelease:
 
 def _numeric_from_noisy(
     noisy: np.ndarray, noise_std: float
-) -> tuple[float, float, float, float, bool, bool]:
+) -> tuple[float, float, float, float, bool, bool, bool]:
     """Post-process a numeric block ``(count, sum_v, sum_v2, missing)``.
 
-    Returns ``(count, mean_v, std_v, missing_count, missing_span, std_resolved)`` with counts
-    clamped at 0, ``mean_v`` in [-1, 1], ``std_v`` in [2e-3, 1] (the floor is 1e-3 of the
-    declared range, which is 2 in units of v) and ``missing_span`` true when the noisy missing
-    count is clearly positive. When the noisy count of present values is below
+    Returns ``(count, mean_v, std_v, missing_count, missing_span, std_resolved, std_at_floor)``
+    with counts clamped at 0, ``mean_v`` in [-1, 1], ``std_v`` in [2e-3, 1] (the floor is 1e-3
+    of the declared range, which is 2 in units of v; ``std_at_floor`` says the noisy variance
+    fell to or below it) and ``missing_span`` true when the noisy missing count is clearly
+    positive. When the noisy count of present values is below
     ``max(0.5, 3 * noise_std)`` the ratios would be noise: ``mean_v = 0`` and
     ``std_v = 1 / sqrt(3)`` (a uniform distribution on the declared range), a public default.
 
@@ -1263,22 +1265,26 @@ def _numeric_from_noisy(
     count, sum_v, sum_v2, missing = (float(x) for x in noisy)
     missing_span = missing > 0.5 + _MISSING_SPAN_NOISE_STDS * noise_std
     if count < max(0.5, _FALLBACK_NOISE_STDS * noise_std):
-        return max(count, 0.0), 0.0, 1.0 / math.sqrt(3.0), max(missing, 0.0), missing_span, False
+        default_std = 1.0 / math.sqrt(3.0)
+        return max(count, 0.0), 0.0, default_std, max(missing, 0.0), missing_span, False, False
     mean_v = min(max(sum_v / count, -1.0), 1.0)
     second = min(max(sum_v2 / count, mean_v * mean_v), 1.0)
     floor = 2.0 * _STD_FLOOR_FRACTION
     variance_v = max(second - mean_v * mean_v, 0.0)
+    at_floor = math.sqrt(variance_v) <= floor
     std_v = max(math.sqrt(variance_v), floor)
     variance_noise = noise_std / count * math.sqrt(1.0 + 4.0 * mean_v * mean_v)
     resolved = variance_v > _STD_RESOLVED_NOISE_STDS * variance_noise
-    return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span, resolved
+    return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span, resolved, at_floor
 
 
 def _numeric_from_query(
     q: _QueryColumn, block: np.ndarray, noise_std: float
 ) -> tuple[_Encoder, dict[str, Any]]:
     """The continuous / datetime encoder and released statistics of one noisy numeric block."""
-    count, mean_v, std_v, missing, missing_span, resolved = _numeric_from_noisy(block, noise_std)
+    count, mean_v, std_v, missing, missing_span, resolved, at_floor = _numeric_from_noisy(
+        block, noise_std
+    )
     has_missing = missing_span and _holds_missing(q.dtype)
     half_range = (q.high - q.low) / 2.0
     if q.kind == "continuous":
@@ -1320,6 +1326,7 @@ def _numeric_from_query(
             "mean": mean,
             "std": std,
             "std_resolved": resolved,
+            "std_at_floor": at_floor,
         }
         return cont, stats
     ups = _UNITS_PER_SECOND[q.unit]
@@ -1359,6 +1366,7 @@ def _numeric_from_query(
         "mean_seconds_since_start": mean_seconds,
         "std_seconds": half_seconds * std_v,
         "std_resolved": resolved,
+        "std_at_floor": at_floor,
     }
     return dt, stats
 
