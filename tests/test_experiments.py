@@ -601,7 +601,12 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
     assert rows.loc["bank_sim_standard_gan", "wall (min)"] == 12.0
     assert rows.loc["tao2020_sigma", "wall (min)"] == "not run"
     assert "Total measured: 48.0 min of wall" in table.notes[1]
-    assert "tao2020_sigma" in table.notes[2] and "tao2020_epsilon" not in table.notes[2]
+    assert "tao2020_sigma" in table.notes[3] and "tao2020_epsilon" not in table.notes[3]
+    # one pass counts the record each table uses per point: runs 0 and 1 are the same point
+    # (seed 0), so the newer one (25 min) counts, not both; the failed run does not count
+    assert tao["one pass: job time (min)"] == 25.0
+    assert "One pass of `make reproduce` at this scale: 37.0 min of job time" in table.notes[2]
+    assert "about 18.5 min of wall" in table.notes[2]
     assert "48.0 min of wall in the sweeps that `make reproduce` runs" in table.notes[1]
     assert rows.loc["tao2020_delta", "in make reproduce"] == "yes"
     # at cpu scale make reproduce leaves Fig. 4 out (its points are Fig. 7's snapshots): it is
@@ -611,7 +616,7 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
     assert cpu_rows.loc["tao2020_delta", "in make reproduce"] == (
         "no: its points are tao2020_delta_epsilon's snapshots"
     )
-    missing = cpu.notes[2].split(": ", 1)[1].rstrip(".").split(", ")
+    missing = cpu.notes[3].split(": ", 1)[1].rstrip(".").split(", ")
     assert "tao2020_sigma" in missing and "tao2020_delta" not in missing
     assert "deng2026_medical" in missing
     # the medical sweep on its stand-in data set is what make reproduce runs without MIMIC-III
@@ -620,7 +625,8 @@ def test_compute_table_sums_sweep_walls_from_the_records_clocks(tmp_path: Path) 
     rows = table.frame.set_index("experiment")
     assert rows.loc["deng2026_medical_standin", "in make reproduce"].startswith("yes")
     assert "58.0 min of wall in the sweeps that `make reproduce` runs" in table.notes[1]
-    assert "deng2026_medical," not in table.notes[2]
+    assert "deng2026_medical," not in table.notes[3]
+    assert "47.0 min of job time" in table.notes[2]
 
 
 def test_a_scale_build_keeps_the_other_scales_in_the_index(tmp_path: Path) -> None:
@@ -849,6 +855,9 @@ def test_a_reused_copy_counts_once_where_its_source_ran(tmp_path: Path) -> None:
     alone = compute_table(load_all([root]), "smoke").frame.set_index("experiment")
     assert alone.loc["tao2020_epsilon", "wall (min)"] == 15.0
     assert alone.loc["tao2020_epsilon", "fit, summed over runs (min)"] == 15.0
+    # one pass costs the reused point's own run (10 min) plus the new one (5 min)
+    assert rows.loc["tao2020_epsilon", "one pass: job time (min)"] == 15.0
+    assert alone.loc["tao2020_epsilon", "one pass: job time (min)"] == 15.0
 
 
 def test_report_cli_reads_the_archive_and_names_a_missing_records_directory(
