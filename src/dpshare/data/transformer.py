@@ -1271,8 +1271,9 @@ def _numeric_from_noisy(
     second = min(max(sum_v2 / count, mean_v * mean_v), 1.0)
     floor = 2.0 * _STD_FLOOR_FRACTION
     variance_v = max(second - mean_v * mean_v, 0.0)
-    at_floor = math.sqrt(variance_v) <= floor
-    std_v = max(math.sqrt(variance_v), floor)
+    raw_std = math.sqrt(variance_v)
+    at_floor = raw_std <= floor
+    std_v = max(raw_std, floor)
     variance_noise = noise_std / count * math.sqrt(1.0 + 4.0 * mean_v * mean_v)
     resolved = variance_v > _STD_RESOLVED_NOISE_STDS * variance_noise
     return max(count, 0.0), mean_v, std_v, max(missing, 0.0), missing_span, resolved, at_floor
