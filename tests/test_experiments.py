@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -765,6 +768,27 @@ def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) ->
         "not run: no result (started 2026-12-06T15:50:13+0000; still running, or stopped from "
         "outside)"
     )
+    # a run whose process on this host is gone (SIGKILL leaves run.json "running") says so
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = {
+        "status": "running",
+        "started_at": "2026-12-06T15:50:13+0000",
+        "pid": dead.pid,
+        "host": platform.node(),
+    }
+    (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    (rec,) = load_records(tmp_path)
+    assert _why_not([rec]) == (
+        f"not run: stopped from outside (its process {dead.pid} on this host is gone; started "
+        "2026-12-06T15:50:13+0000)"
+    )
+    # ... but not while the process lives, nor for a record made on another host
+    for pid, host in ((os.getpid(), platform.node()), (dead.pid, "another-host")):
+        run |= {"pid": pid, "host": host}
+        (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
+        (rec,) = load_records(tmp_path)
+        assert "still running, or stopped from outside" in _why_not([rec])
     # a run stopped by a signal says so, with its start
     run = {"status": "failed", "error": "SIGTERMException: ", "started_at": "2026-12-07T04:30"}
     (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")

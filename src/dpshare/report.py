@@ -1092,6 +1092,11 @@ def _why_not(at: Sequence[Record]) -> str:
         # run.json is written "running" at the start and replaced at the end: a record still
         # "running" is a run in progress or one stopped from outside (killed, machine gone)
         started = rec.run.get("started_at") or "an unknown time"
+        if record_files.process_gone(rec.run):
+            return (
+                f"{NOT_RUN}: stopped from outside (its process {rec.run['pid']} on this host is "
+                f"gone; started {started})"
+            )
         return f"{NOT_RUN}: no result (started {started}; still running, or stopped from outside)"
     reason = (rec.error or "").split("\n")[0]
     kind = reason.partition(":")[0].strip()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import sys
 import time
 import traceback
@@ -137,6 +138,10 @@ def train_method(
         "seed": cfg.seed,
         "tags": list(cfg.tags),
         "command": " ".join(sys.argv),
+        # the process and host, so that the report can tell a run killed without a word
+        # (SIGKILL leaves this file "running") from one in progress (records.process_gone)
+        "pid": os.getpid(),
+        "host": platform.node(),
         "environment": records.environment(),
         "config_hash": _config_hash_or_none(cfg),
     }

@@ -170,6 +170,24 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def process_gone(run: Mapping[str, Any]) -> bool:
+    """Whether a record's run process is known to be gone: its ``run.json`` names this host and a
+    process id that no longer exists. A run killed with SIGKILL (a joblib worker, the OOM
+    killer) never rewrites its ``run.json``, which stays ``status: running``; this tells such a
+    run from one in progress. ``False`` whenever it cannot tell: another host, a record written
+    before pids were kept, or a live pid (which may also be a reused one)."""
+    pid, host = run.get("pid"), run.get("host")
+    if not isinstance(pid, int) or pid <= 0 or host != platform.node():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists under another user (PermissionError): not gone
+        return False
+    return False
+
+
 def environment() -> dict[str, Any]:
     import pytorch_lightning
     import sklearn
