@@ -1018,3 +1018,31 @@ def test_only_takes_experiment_files_and_sweep_names_and_refuses_the_rest() -> N
         only_experiments("tao2020_sigmaa,tao2020_sigma")
     with pytest.raises(UserInputError, match="choose from"):
         only_experiments(",")
+
+
+def test_a_peer_record_at_a_retuned_default_is_flagged(tmp_path: Path) -> None:
+    """MST's bins and scale were chosen on validation after records at 32 bins on auto were
+    written (docs/peers.md): such a record is flagged, one at the current setting is not."""
+    bank = {"name": "bank_sim", "n_banks": 5, "days": 180, "start": "2025-01-01"}
+    for seed, (name, bins, scale) in enumerate((("old", 32, "auto"), ("new", 16, "log"))):
+        run_dir = _record(tmp_path, name, experiment="peers_bank_sim", dataset="bank_sim",
+                          method="mst", seed=seed, metrics={"utility/downstream_auc": 0.6},
+                          privacy={"target_epsilon": 1.0})  # fmt: skip
+        path = run_dir / ".hydra" / "config.yaml"
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config["dataset"] = bank
+        config["method"] |= {"bins": bins, "continuous_scale": scale}
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        overrides = ["method=mst", f"seed={seed}", "experiment=peers_bank_sim"]
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), "utf-8")
+    notes = settings_notes(load_records(tmp_path), "smoke")
+    assert notes == {
+        "peers_bank_sim": [
+            "peers_bank_sim: 1 record(s) ran with method.bins=32, the current configuration of "
+            "their method has 16 (records written before the change; rerun `make reproduce "
+            "SCALE=smoke ARGS=--only=peers_bank_sim` to refresh them)",
+            "peers_bank_sim: 1 record(s) ran with method.continuous_scale=auto, the current "
+            "configuration of their method has log (records written before the change; rerun "
+            "`make reproduce SCALE=smoke ARGS=--only=peers_bank_sim` to refresh them)",
+        ]
+    }

@@ -268,6 +268,10 @@ def select(recs: Sequence[Record], experiments: Sequence[str], scale: str) -> li
 # experiment's current configuration says so (settings_notes), so that old settings never pass
 # for current ones. One list with the archive's protocol hash.
 CHANGED_DEFAULTS = archive.CHANGED_DEFAULTS
+# Settings that always existed but whose default a later validation sweep changed (the peers'
+# tuning, docs/peers.md "Equal tuning budgets"): every record says the value it ran, and a
+# record that ran another value than its method's current one is flagged the same way.
+RETUNED_DEFAULTS = ("method.bins",)
 # settings that shape only the DP fit of the transformer: runs that fit it without DP are not
 # compared on them
 _DP_FIT_SETTINGS = frozenset({"method.continuous_scale"})
@@ -326,7 +330,7 @@ def _experiment_option(rec: Record) -> str:
 
 def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
     """Per experiment, a note on its complete records at ``scale`` that ran with a setting of
-    :data:`CHANGED_DEFAULTS` other than the current configuration of the same experiment and
+    :data:`CHANGED_DEFAULTS` or :data:`RETUNED_DEFAULTS` other than the current configuration of the same experiment and
     method, where the two settings differ in effect (e.g. ``continuous_scale`` on a data set with
     no column declared ``[0, >= 1000]`` changes nothing). Settings in :data:`_DP_FIT_SETTINGS`
     shape only the DP fit of the transformer: runs that fit it without DP are not compared on
@@ -348,7 +352,8 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
             current_cfg = _compose_cached(option, scale, _method_option(rec))
         except Exception:  # noqa: BLE001 - an option that no longer exists: nothing to compare
             continue
-        for key, before in CHANGED_DEFAULTS.items():
+        retuned = ((key, None) for key in RETUNED_DEFAULTS)
+        for key, before in (*CHANGED_DEFAULTS.items(), *retuned):
             if key in _DP_FIT_SETTINGS and not dp_fit:
                 continue
             section, _, name = key.partition(".")
