@@ -331,10 +331,11 @@ def _experiment_option(rec: Record) -> str:
 def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
     """Per experiment, a note on its complete records at ``scale`` that ran with a setting of
     :data:`CHANGED_DEFAULTS` or :data:`RETUNED_DEFAULTS` other than the current configuration
-    of the same experiment and method, where the two settings differ in effect (e.g. ``continuous_scale`` on a data set with
-    no column declared ``[0, >= 1000]`` changes nothing). Settings in :data:`_DP_FIT_SETTINGS`
-    shape only the DP fit of the transformer: runs that fit it without DP are not compared on
-    them; the others (``generator_ema``) are compared for every run."""
+    of the same experiment and method, where the two settings differ in effect (e.g.
+    ``continuous_scale`` on a data set with no column declared ``[0, >= 1000]`` changes
+    nothing). Settings in :data:`_DP_FIT_SETTINGS` shape only the DP fit of the transformer:
+    runs that fit it without DP are not compared on them; the others (``generator_ema``) are
+    compared for every run."""
     stale: dict[tuple[str, str, str, Any, Any], int] = {}
     for rec in recs:
         experiment, option = rec.experiment, _experiment_option(rec)
