@@ -192,6 +192,30 @@ def test_a_peer_gets_the_target_and_no_plan_of_ours() -> None:
     assert ledger.entries == []
 
 
+@needs_library
+def test_aim_rounds_scale_with_the_columns_unless_given(tiny_table: Path) -> None:
+    """AIM's compute cap (docs/peers.md): ``rounds_per_column`` x columns when ``rounds`` is
+    null; a fixed ``rounds`` wins; below one round per column is refused before any work."""
+    from dpshare.data.datamodule import TabularDataModule
+
+    def library_rounds(*overrides: str) -> Any:
+        cfg = _config("aim", tiny_table, None, *overrides)
+        data, splits = load_data(cfg)
+        ledger, plan = _privacy_setup(cfg, n_train=len(splits.train))
+        dm = TabularDataModule(data, splits.train, batch_size=1, ledger=ledger, seed=0)
+        aim = METHODS.get("aim")(cfg.method, dm, plan=plan)
+        assert len(aim.encoding.columns) == len(COLUMNS)
+        return aim.library_options()["rounds"]
+
+    assert compose_config(["method=aim"]).method.rounds_per_column == 4  # the chosen default
+    assert library_rounds("method.rounds=null") == 4 * len(COLUMNS)
+    assert library_rounds("method.rounds=null", "method.rounds_per_column=2.5") == 13  # ceil
+    assert library_rounds("method.rounds=7") == 7
+    assert library_rounds("method.rounds=null", "method.rounds_per_column=null") is None
+    with pytest.raises(UserInputError, match="rounds_per_column=0.5 must be >= 1"):
+        library_rounds("method.rounds=null", "method.rounds_per_column=0.5")
+
+
 def test_a_missing_extra_is_one_line_naming_the_install_command(
     tiny_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -215,7 +215,7 @@ class MSTConfig(PeerConfig):
     """smartnoise-synth's MST (McKenna et al. 2021) on private-pgm."""
 
     name: str = "mst"
-    bins: int = 32  # equal-width bins of each bounded column on its public (scaled) range
+    bins: int = 16  # equal-width bins of each bounded column on its public (scaled) range
     batch_size: int = 1  # unused: MST reads the table at once (the DataModule's batch only)
 
 
@@ -229,7 +229,8 @@ class AIMConfig(PeerConfig):
     degree: int = 2  # marginals of this many columns in the workload
     max_model_size: float = 80.0  # MB of the graphical model
     max_cells: int = 10000  # largest marginal in the workload
-    rounds: int | None = None  # None: the library's 16 x number of columns
+    rounds: int | None = None  # None: rounds_per_column x columns, else the library's 16 x
+    rounds_per_column: float | None = None  # used when rounds is None; None: the library's 16
 
 
 @dataclass

@@ -618,6 +618,22 @@ class AIM(PeerSynthesizer):
     bins_columns = True
     option_keys = ("degree", "max_model_size", "max_cells", "rounds")
 
+    def library_options(self) -> dict[str, Any]:
+        """The library's options, with ``rounds`` from ``rounds_per_column`` x the number of
+        columns when ``rounds`` is not given: a compute cap that scales with the table as the
+        library's own default (16 x columns) does. smartnoise-synth takes only a round count."""
+        options = super().library_options()
+        per_column = self.cfg.get("rounds_per_column")
+        if options.get("rounds") is None and per_column is not None:
+            if not math.isfinite(float(per_column)) or float(per_column) < 1:
+                raise UserInputError(
+                    f"method.rounds_per_column={per_column} must be >= 1: AIM spends a "
+                    "0.9 / rounds share of its budget on each 1-way marginal first (the library's "
+                    "default is 16; null uses it)"
+                )
+            options["rounds"] = math.ceil(float(per_column) * len(self.encoding.columns))
+        return options
+
     def check_options(self, options: Mapping[str, Any]) -> None:
         # AIM measures every 1-way marginal with a 0.9 / rounds share of rho first: with fewer
         # rounds than columns that overspends, and the library fails on a negative remainder

@@ -49,6 +49,7 @@ CHANGED_DEFAULTS: dict[str, object] = {
     "method.mean_embedding_weight": 0.0,
     "method.mean_embedding_features": 256,
     "method.mean_embedding_bandwidth": 1.0,
+    "method.rounds_per_column": None,  # AIM: the library's 16 rounds per column
 }
 
 ARCHIVE_DIR = "records"
