@@ -1854,8 +1854,10 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
             "(or the library's child process's) peak resident memory up to the end of the fit.",
             "Peers ("
             + (library or "smartnoise-synth")
-            + "): MST, AIM, DP-CTGAN, PATE-CTGAN with their documented defaults (training "
-            "length: the scale's epochs for DP-CTGAN), under their OWN accounting: 'epsilon "
+            + "): MST, AIM, DP-CTGAN, PATE-CTGAN from their documented defaults, MST's bins "
+            "and scale and AIM's rounds chosen on bank_sim's validation split with the same "
+            "tuning budget as our GANs (DP-CTGAN not tuned: compute; training length: the "
+            "scale's epochs for DP-CTGAN), under their OWN accounting: 'epsilon "
             "spent' is what the library's accountant reports; a run over its target is refused "
             "by python -m dpshare.release (docs/peers.md).",
         ]
