@@ -272,6 +272,9 @@ CHANGED_DEFAULTS = archive.CHANGED_DEFAULTS
 # tuning, docs/peers.md "Equal tuning budgets"): every record says the value it ran, and a
 # record that ran another value than its method's current one is flagged the same way.
 RETUNED_DEFAULTS = ("method.bins",)
+# every (key, value before the key existed) that settings_notes compares; a retuned key always
+# existed, so a record says its value and the "before" value is never used
+_COMPARED_SETTINGS = (*CHANGED_DEFAULTS.items(), *((key, None) for key in RETUNED_DEFAULTS))
 # settings that shape only the DP fit of the transformer: runs that fit it without DP are not
 # compared on them
 _DP_FIT_SETTINGS = frozenset({"method.continuous_scale"})
@@ -353,8 +356,7 @@ def settings_notes(recs: Sequence[Record], scale: str) -> dict[str, list[str]]:
             current_cfg = _compose_cached(option, scale, _method_option(rec))
         except Exception:  # noqa: BLE001 - an option that no longer exists: nothing to compare
             continue
-        retuned = ((key, None) for key in RETUNED_DEFAULTS)
-        for key, before in (*CHANGED_DEFAULTS.items(), *retuned):
+        for key, before in _COMPARED_SETTINGS:
             if key in _DP_FIT_SETTINGS and not dp_fit:
                 continue
             section, _, name = key.partition(".")

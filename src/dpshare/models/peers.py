@@ -624,14 +624,16 @@ class AIM(PeerSynthesizer):
         library's own default (16 x columns) does. smartnoise-synth takes only a round count."""
         options = super().library_options()
         per_column = self.cfg.get("rounds_per_column")
-        if options.get("rounds") is None and per_column is not None:
-            if not math.isfinite(float(per_column)) or float(per_column) < 1:
-                raise UserInputError(
-                    f"method.rounds_per_column={per_column} must be >= 1: AIM spends a "
-                    "0.9 / rounds share of its budget on each 1-way marginal first (the library's "
-                    "default is 16; null uses it)"
-                )
-            options["rounds"] = math.ceil(float(per_column) * len(self.encoding.columns))
+        if options.get("rounds") is not None or per_column is None:
+            return options
+        per = float(per_column)
+        if not math.isfinite(per) or per < 1:
+            raise UserInputError(
+                f"method.rounds_per_column={per_column} must be >= 1: AIM spends a "
+                "0.9 / rounds share of its budget on each 1-way marginal first (the library's "
+                "default is 16; null uses it)"
+            )
+        options["rounds"] = math.ceil(per * len(self.encoding.columns))
         return options
 
     def check_options(self, options: Mapping[str, Any]) -> None:
