@@ -780,8 +780,23 @@ def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) ->
     (run_dir / "run.json").write_text(json.dumps(run), encoding="utf-8")
     (rec,) = load_records(tmp_path)
     assert _why_not([rec]) == (
-        f"not run: stopped from outside (its process {dead.pid} on this host is gone; started "
-        "2026-12-06T15:50:13+0000)"
+        f"not run: stopped from outside (its process {dead.pid} on host {platform.node()} is "
+        "gone; started 2026-12-06T15:50:13+0000)"
+    )
+    # the archive keeps what this host saw, so a rebuild elsewhere says the same
+    from dpshare.reporting import archive
+
+    archived = tmp_path.with_name(f"{tmp_path.name}-archive")  # not under the records read here
+    assert archive.archive_records([(tmp_path, run_dir)], archived) == 1
+    assert archive.archive_records([(tmp_path, run_dir)], archived) == 0  # the same bytes
+    copy = archived / run_dir.relative_to(tmp_path) / "run.json"
+    assert json.loads(copy.read_text(encoding="utf-8"))["process_gone"] is True
+    elsewhere = json.loads(copy.read_text(encoding="utf-8")) | {"host": "another-host"}
+    copy.write_text(json.dumps(elsewhere), encoding="utf-8")
+    (rec,) = load_records(archived)
+    assert _why_not([rec]) == (
+        f"not run: stopped from outside (its process {dead.pid} on host another-host is gone; "
+        "started 2026-12-06T15:50:13+0000)"
     )
     # ... but not while the process lives, nor for a record made on another host
     for pid, host in ((os.getpid(), platform.node()), (dead.pid, "another-host")):

@@ -1100,10 +1100,11 @@ def _why_not(at: Sequence[Record]) -> str:
         # run.json is written "running" at the start and replaced at the end: a record still
         # "running" is a run in progress or one stopped from outside (killed, machine gone)
         started = rec.run.get("started_at") or "an unknown time"
-        if record_files.process_gone(rec.run):
+        # process_gone: seen on the host that ran it when the record was archived
+        if rec.run.get("process_gone") is True or record_files.process_gone(rec.run):
             return (
-                f"{NOT_RUN}: stopped from outside (its process {rec.run['pid']} on this host is "
-                f"gone; started {started})"
+                f"{NOT_RUN}: stopped from outside (its process {rec.run.get('pid')} on host "
+                f"{rec.run.get('host')} is gone; started {started})"
             )
         return f"{NOT_RUN}: no result (started {started}; still running, or stopped from outside)"
     reason = (rec.error or "").split("\n")[0]

@@ -161,7 +161,12 @@ def archive_records(run_dirs: Iterable[tuple[Path, Path]], dest: Path) -> int:
                     out.unlink()
                     changed = True
                 continue
-            data = _per_epoch(src) if name == TRAINING_LOG else src.read_bytes()
+            if name == TRAINING_LOG:
+                data = _per_epoch(src)
+            elif name == record_files.RUN_FILE:
+                data = _run_file(src)
+            else:
+                data = src.read_bytes()
             if out.is_file() and out.read_bytes() == data:
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +176,28 @@ def archive_records(run_dirs: Iterable[tuple[Path, Path]], dest: Path) -> int:
             changed = True
         written += changed
     return written
+
+
+def _run_file(path: Path) -> bytes:
+    """A record's ``run.json`` as archived: as it is, except that a run left ``running`` whose
+    process this host knows to be gone (SIGKILL, the OOM killer: :func:`records.process_gone`)
+    gets ``process_gone: true``. Only the host that ran a job can see that its process is gone;
+    the archive keeps what it saw, so a rebuild on any machine says "stopped" for that record
+    (the same bytes each time: archiving it again changes nothing)."""
+    data = path.read_bytes()
+    try:
+        run = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        return data  # kept as it is: the report skips a record it cannot parse
+    if (
+        isinstance(run, dict)
+        and run.get("status") == "running"
+        and not run.get("process_gone")
+        and record_files.process_gone(run)
+    ):
+        text = json.dumps(run | {"process_gone": True}, indent=2, sort_keys=True)
+        return (text + "\n").encode("utf-8")
+    return data
 
 
 def _per_epoch(path: Path) -> bytes:
