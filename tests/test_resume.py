@@ -231,6 +231,16 @@ def test_a_setting_added_later_at_its_old_value_keeps_the_protocol_hash() -> Non
     # a record that ran another value of a changed default is another point too
     ema = {**before, "method": {**before["method"], "generator_ema": 0.5}}
     assert archive.protocol_hash(yaml.safe_dump(ema)) != archive.protocol_hash(live)
+    # the same for privacy.release_budget_share: absent (older records) = null = the fixed noise
+    dp = [*off, "privacy=fixed", "privacy.target_epsilon=1"]
+    live = OmegaConf.to_yaml(compose_config(dp), resolve=True)
+    plain = yaml.safe_load(live)
+    assert plain["privacy"]["release_budget_share"] is None
+    fixed = {**plain, "privacy": dict(plain["privacy"])}
+    fixed["privacy"].pop("release_budget_share")
+    assert archive.protocol_hash(yaml.safe_dump(fixed)) == archive.protocol_hash(live)
+    share = {**plain, "privacy": {**plain["privacy"], "release_budget_share": 0.3}}
+    assert archive.protocol_hash(yaml.safe_dump(share)) != archive.protocol_hash(live)
 
 
 def test_a_reused_records_nested_variants_say_they_are_copies(tmp_path: Path) -> None:

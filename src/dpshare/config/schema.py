@@ -309,6 +309,11 @@ class DPConfig(PrivacyConfig):
     # raw fit that makes the run non-private (`non_private`, for ablations only).
     transformer_fit: str = "dp"
     release_noise_multiplier: float = 20.0
+    # None: every Gaussian release (transformer statistics, class counts, mean embedding,
+    # controller moments) runs at release_noise_multiplier whatever the budget. A share s in
+    # (0, 1): their noise multiplier is calibrated so that these releases alone would spend
+    # s * target_epsilon at target_delta (docs/privacy.md "Release noise"); DP-SGD gets the rest.
+    release_budget_share: float | None = None
     # Monitored signals on real data: `dp` (noisy, charged to the ledger) or
     # `public_validation` (computed on the validation split, which the config then declares
     # public: its records get no protection; the run record says so).

@@ -179,12 +179,15 @@ def plan_privacy(
     steps_per_epoch = int(1 / sample_rate) if privacy.poisson_sampling else n_train // batch_size
     planned_steps = max_epochs * steps_per_epoch
 
-    planned: list[tuple[float, float, int]] = []
+    # Gaussian releases of sensitivity 1 (q = 1, one step each): the transformer's statistics
+    # and (generators) the class counts, the method's own, and the controller's moments
+    releases = int(method_releases)
     if privacy.transformer_fit == "dp":
-        # Gaussian releases: the transformer's statistics and (generators) the class counts
-        releases = int(transformer_release) + int(class_counts_release)
-        planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * releases
-    planned += [(float(privacy.release_noise_multiplier), 1.0, 1)] * int(method_releases)
+        releases += int(transformer_release) + int(class_counts_release)
+    if name == "pid" and float(dict(privacy.pid.signal_weights).get("frechet_distance", 0)) > 0:
+        releases += 1
+    release_sigma = _release_noise_multiplier(privacy, target, delta, releases)
+    planned: list[tuple[float, float, int]] = [(release_sigma, 1.0, 1)] * releases
 
     signals: tuple[str, ...] = ()
     controller_kwargs: dict[str, Any] = {}
@@ -198,8 +201,6 @@ def plan_privacy(
                 "public_validation (a downstream AUC on real records has no DP release here); "
                 "set its weight to 0 or declare the validation split public"
             )
-        if "frechet_distance" in weights:
-            planned.append((float(privacy.release_noise_multiplier), 1.0, 1))
         if "disc_accuracy" in weights and privacy.signal_source == "dp":
             events = planned_steps // privacy.monitor_every
             if events:
@@ -371,7 +372,7 @@ def plan_privacy(
         poisson_sampling=bool(privacy.poisson_sampling),
         grad_sample_mode=privacy.grad_sample_mode,
         transformer_fit=privacy.transformer_fit,
-        release_noise_multiplier=float(privacy.release_noise_multiplier),
+        release_noise_multiplier=release_sigma,
         signal_source=privacy.signal_source,
         signal_noise_multiplier=float(privacy.signal_noise_multiplier),
         signal_sample_rate=float(privacy.signal_sample_rate),
@@ -386,6 +387,40 @@ def plan_privacy(
         budget_steps=budget_steps,
         capped=capped,
         snapshots=snapshots,
+    )
+
+
+def _release_noise_multiplier(
+    privacy: Any, target: float | None, delta: float, releases: int
+) -> float:
+    """The noise multiplier of the run's ``releases`` Gaussian releases (sensitivity 1, q = 1):
+    ``privacy.release_noise_multiplier``, or with ``privacy.release_budget_share`` = s the
+    smallest one at which those releases alone spend at most s * target_epsilon at ``delta``
+    (RDP; the joint account with DP-SGD is what the ledger keeps, and DP-SGD's sigma is then
+    calibrated for what is left). A fixed multiplier is as noisy at epsilon 10 as at 1; a share
+    keeps the statistics' noise in proportion to the budget."""
+    fixed = float(privacy.release_noise_multiplier)
+    share = _get(privacy, "release_budget_share")
+    if share is None:
+        return fixed
+    share = float(share)
+    if not (math.isfinite(share) and 0 < share < 1):
+        raise UserInputError(
+            f"privacy.release_budget_share must be in (0, 1) (or null for the fixed "
+            f"privacy.release_noise_multiplier), got {share}"
+        )
+    if target is None:
+        raise UserInputError(
+            "privacy.release_budget_share is a share of privacy.target_epsilon, which is null; "
+            "set privacy.target_epsilon, or leave the share null"
+        )
+    if releases < 1:
+        return fixed  # nothing released at it
+    return calibrate_noise_multiplier(
+        target_epsilon=share * float(target),
+        target_delta=delta,
+        sample_rate=1.0,
+        steps=releases,
     )
 
 

@@ -50,6 +50,7 @@ CHANGED_DEFAULTS: dict[str, object] = {
     "method.mean_embedding_features": 256,
     "method.mean_embedding_bandwidth": 1.0,
     "method.rounds_per_column": None,  # AIM: the library's 16 rounds per column
+    "privacy.release_budget_share": None,  # the fixed privacy.release_noise_multiplier
 }
 
 ARCHIVE_DIR = "records"
