@@ -481,6 +481,38 @@ def test_the_report_builds_the_peer_table_and_figure(
     assert (marketing["status"] == "not run").all()
 
 
+def test_a_method_looks_the_same_in_every_panel_of_the_peer_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Panels with different methods (bank_sim has FedAvg and AIM, bank_marketing neither) still
+    give one method one colour, line style and x offset: the legend of one panel reads for all."""
+    from dpshare import report
+    from dpshare.reporting.stats import summarize
+
+    drawn: list[tuple[int, str, dict[str, Any]]] = []
+
+    def record(ax: Any, by_epsilon: Any, metric: str, *, label: str, **style: Any) -> None:
+        drawn.append((id(ax), label.split(" ")[0], style))
+
+    monkeypatch.setattr(report, "_errorbar_over_epsilon", record)
+    trtr = summarize([])
+    panels = [
+        ("bank_sim", {m: {} for m in ("multidisc_gan", "aim", "patectgan", "fedavg")}, trtr),
+        ("bank_marketing", {m: {} for m in ("patectgan", "dp_lr", "extra_method")}, trtr),
+    ]
+    figure = report._plot_peers(panels, "smoke", tmp_path)
+    assert figure.is_file()
+    styles: dict[str, list[dict[str, Any]]] = {}
+    for _, method, style in drawn:
+        styles.setdefault(method, []).append(style)
+    assert styles["patectgan"][0] == styles["patectgan"][1]  # in both panels
+    assert styles["patectgan"][0]["ls"] == "--" and styles["dp_lr"][0]["ls"] == "-"
+    firsts = [s[0] for s in styles.values()]
+    assert len({s["color"] for s in firsts}) == len(firsts)  # no two methods share a colour
+    assert len({s["dodge"] for s in firsts}) == len(firsts)  # nor an x offset
+    assert len({panel for panel, _, _ in drawn}) == 2
+
+
 # ------------------------------------------------------------- the external ledger entry
 
 

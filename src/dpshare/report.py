@@ -1880,6 +1880,19 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
     return out
 
 
+def _peer_style(method: str, others: Sequence[str] = ()) -> dict[str, Any]:
+    """A method's colour, line style and x offset in the peer figure: fixed by its place in
+    :data:`PEER_ORDER` (then among ``others``, the methods outside it), so that one method looks
+    the same and sits at the same offset in every panel, whichever methods a panel has."""
+    order = list(PEER_ORDER) + sorted(set(others) - set(PEER_ORDER))
+    i = order.index(method) if method in order else len(order)
+    return {
+        "color": f"C{i % 10}",
+        "ls": "--" if method in PEER_METHODS else "-",
+        "dodge": _dodge(i, len(order)),
+    }
+
+
 def _plot_peers(
     panels: Sequence[tuple[str, dict[str, dict[float, list[Record]]], SeedSummary]],
     scale: str,
@@ -1889,14 +1902,13 @@ def _plot_peers(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (dataset, by, trtr) in zip(axes[0], panels, strict=True):
         methods = [m for m in PEER_ORDER if m in by] + sorted(set(by) - set(PEER_ORDER))
-        for i, method in enumerate(methods):
+        for method in methods:
             _errorbar_over_epsilon(
                 ax,
                 by[method],
                 PEER_AUC,
                 label=method + (" (smartnoise)" if method in PEER_METHODS else ""),
-                ls="--" if method in PEER_METHODS else "-",
-                dodge=_dodge(i, len(methods)),
+                **_peer_style(method, sorted(set(m for _, b, _ in panels for m in b))),
             )
         if trtr.n:
             ax.axhline(trtr.mean, color="black", ls="-.", lw=0.8, label="real data (TRTR)")
