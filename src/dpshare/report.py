@@ -1900,6 +1900,7 @@ def _plot_peers(
 ) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    everywhere = sorted({m for _, by, _ in panels for m in by})
     for ax, (dataset, by, trtr) in zip(axes[0], panels, strict=True):
         methods = [m for m in PEER_ORDER if m in by] + sorted(set(by) - set(PEER_ORDER))
         for method in methods:
@@ -1908,7 +1909,7 @@ def _plot_peers(
                 by[method],
                 PEER_AUC,
                 label=method + (" (smartnoise)" if method in PEER_METHODS else ""),
-                **_peer_style(method, sorted(set(m for _, b, _ in panels for m in b))),
+                **_peer_style(method, everywhere),
             )
         if trtr.n:
             ax.axhline(trtr.mean, color="black", ls="-.", lw=0.8, label="real data (TRTR)")
