@@ -181,11 +181,12 @@ def plan_privacy(
 
     # Gaussian releases of sensitivity 1 (q = 1, one step each): the transformer's statistics
     # and (generators) the class counts, the method's own, and the controller's moments
-    releases = int(method_releases)
+    weights: dict[str, float] = {}  # the PID controller's signals (privacy=pid)
+    if name == "pid":
+        weights = {k: float(v) for k, v in dict(privacy.pid.signal_weights).items() if v > 0}
+    releases = int(method_releases) + int("frechet_distance" in weights)
     if privacy.transformer_fit == "dp":
         releases += int(transformer_release) + int(class_counts_release)
-    if name == "pid" and float(dict(privacy.pid.signal_weights).get("frechet_distance", 0)) > 0:
-        releases += 1
     release_sigma = _release_noise_multiplier(privacy, target, delta, releases)
     planned: list[tuple[float, float, int]] = [(release_sigma, 1.0, 1)] * releases
 
@@ -193,7 +194,6 @@ def plan_privacy(
     controller_kwargs: dict[str, Any] = {}
     if name == "pid":
         settings = privacy.pid
-        weights = {k: float(v) for k, v in dict(settings.signal_weights).items() if v > 0}
         signals = tuple(weights)
         if "val_utility" in weights and privacy.signal_source != "public_validation":
             raise UserInputError(

@@ -196,8 +196,7 @@ def _run_file(path: Path) -> bytes:
         and not run.get("process_gone")
         and record_files.process_gone(run)
     ):
-        text = json.dumps(run | {"process_gone": True}, indent=2, sort_keys=True)
-        return (text + "\n").encode("utf-8")
+        return record_files.json_text(run | {"process_gone": True}).encode("utf-8")
     return data
 
 

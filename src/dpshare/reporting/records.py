@@ -109,9 +109,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def json_text(obj: Any) -> str:
+    """A record file's JSON text (what :func:`write_json` writes)."""
+    return json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, obj: Any) -> Path:
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
-    return _atomic(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    text = json_text(obj)
+    return _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: Path) -> Any:
