@@ -816,6 +816,61 @@ def test_a_run_without_a_result_says_it_is_running_or_stopped(tmp_path: Path) ->
     assert _why_not([rec]) == "not run: UserInputError: bins must be >= 2"
 
 
+def test_a_peer_point_never_started_gives_its_documented_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """experiments/peers/not_run.yaml explains the points with no record; a record (here a
+    failed one) always wins over the note, and a malformed note is a clear error."""
+    from dpshare import report
+
+    notes = tmp_path / "experiments" / "peers"
+    notes.mkdir(parents=True)
+    entry = {
+        "experiment": "peers_bank_sim",
+        "scale": "smoke",
+        "method": "aim",
+        "epsilon": [1, 10],
+        "reason": "compute:\n  too slow here",
+    }
+    (notes / "not_run.yaml").write_text(yaml.safe_dump({"not_run": [entry]}), "utf-8")
+    monkeypatch.setattr(report, "EXPERIMENTS_DIR", tmp_path / "experiments")
+    records_root = tmp_path / "outputs"
+    _record(records_root, "aim10", experiment="peers_bank_sim", dataset="bank_sim",
+            method="aim", seed=0, metrics=None, privacy={"target_epsilon": 10.0},
+            error="UserInputError: rounds must be >= 1")  # fmt: skip
+    out = report.peers_report(load_records(records_root), "smoke", tmp_path / "results")
+    peers = {t.id: t for t in out.tables}
+    assert any("experiments/peers/not_run.yaml" in n for n in peers["peers_bank_sim"].notes)
+    assert not any("not_run.yaml" in n for n in peers["peers_bank_marketing"].notes)
+    status = peers["peers_bank_sim"].frame.set_index(["method", "epsilon"])["status"]
+    assert status[("aim", 1.0)] == "not run: compute: too slow here"
+    assert status[("aim", 10.0)] == "not run: UserInputError: rounds must be >= 1"
+    assert status[("mst", 1.0)] == "not run"  # no note, no record
+    # the notes are per experiment and scale
+    assert report.peer_not_run_reasons("peers_bank_sim", "cpu") == {}
+    assert report.peer_not_run_reasons("peers_diabetes130", "smoke") == {}
+    for bad in ({"not_run": [entry | {"epsilon": "1"}]}, {"not_run": [{"method": "aim"}]}, [1]):
+        (notes / "not_run.yaml").write_text(yaml.safe_dump(bad), "utf-8")
+        with pytest.raises(UserInputError, match="not_run.yaml"):
+            report.peer_not_run_reasons("peers_bank_sim", "smoke")
+
+
+def test_the_shipped_peer_notes_are_well_formed_and_name_real_points() -> None:
+    from dpshare import report
+
+    for experiment in report.PEER_EXPERIMENTS:
+        for scale in report.SCALES:
+            reasons = report.peer_not_run_reasons(experiment, scale)
+            if not reasons:
+                continue
+            grid = report.expected_grid(experiment, scale)
+            methods = {str(m) for m in grid["method"]}
+            targets = {float(e) for e in grid["privacy.target_epsilon"]}
+            for (method, eps), reason in reasons.items():
+                assert method in methods and eps in targets, (experiment, method, eps)
+                assert reason and "\n" not in reason
+
+
 def _at_scale(root: Path, scale: str) -> None:
     for config in root.rglob("config.yaml"):
         data = yaml.safe_load(config.read_text(encoding="utf-8"))

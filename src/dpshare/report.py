@@ -1743,6 +1743,43 @@ def _budget_cell(group: Sequence[Record]) -> str:
     return f"{text} (over target in {over}/{len(group)}: release refused)" if over else text
 
 
+def peer_not_run_reasons(experiment: str, scale: str) -> dict[tuple[str, float], str]:
+    """(method, target epsilon) -> why that point of ``experiment`` was never started at
+    ``scale``, from ``experiments/peers/not_run.yaml`` (a documented note, not a result: the peer
+    table shows it only where no record exists). A malformed file is a UserInputError naming the
+    entry and the fix."""
+    path = EXPERIMENTS_DIR / "peers" / "not_run.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        spec = yaml.safe_load(path.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"{path} is not valid YAML ({exc}); fix the file") from None
+    entries = spec.get("not_run") if isinstance(spec, dict) else None
+    if not isinstance(entries, list):
+        raise UserInputError(f"{path}: expected a top-level list 'not_run:'; fix the file")
+    out: dict[tuple[str, float], str] = {}
+    for i, entry in enumerate(entries):
+        keys = {"experiment", "scale", "method", "epsilon", "reason"}
+        eps = entry.get("epsilon") if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != keys
+            or not isinstance(eps, list)
+            or not eps
+            or not all(isinstance(e, int | float) and not isinstance(e, bool) for e in eps)
+            or not str(entry.get("reason") or "").strip()
+        ):
+            raise UserInputError(
+                f"{path}: entry {i} must have exactly the keys {sorted(keys)}, with epsilon a "
+                f"non-empty list of numbers and a non-empty one-line reason; got {entry!r}"
+            )
+        if entry["experiment"] == experiment and entry["scale"] == scale:
+            for e in eps:
+                out[(str(entry["method"]), float(e))] = " ".join(str(entry["reason"]).split())
+    return out
+
+
 def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
     """The peer comparison (docs/peers.md): one table per tabular dataset of the
     ``peers_<dataset>`` experiments at ``scale``, every method at every target epsilon with
@@ -1767,6 +1804,7 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
             log.warning("peers: %s at %s scale does not compose: %s", experiment, scale, exc)
             grid = {}
         methods = [str(m) for m in grid.get("method", [])] or sorted(by)
+        reasons = peer_not_run_reasons(experiment, scale)
         epsilons = sorted(
             {float(e) for e in grid.get("privacy.target_epsilon", [])}
             | {e for points in by.values() for e in points}
@@ -1824,7 +1862,10 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
                         and r.get("privacy.target_epsilon") is not None
                         and float(r.get("privacy.target_epsilon")) == eps
                     ]
-                    row["status"] = _why_not(at)
+                    # a record (failed, stopped) speaks for itself; a point never started
+                    # gets its documented reason, if there is one
+                    reason = None if at else reasons.get((method, eps))
+                    row["status"] = f"{NOT_RUN}: {reason}" if reason else _why_not(at)
                 else:
                     row["status"] = (
                         "ok"
@@ -1864,6 +1905,11 @@ def peers_report(recs: Sequence[Record], scale: str, out_dir: Path) -> Output:
             "spent' is what the library's accountant reports; a run over its target is refused "
             "by python -m dpshare.release (docs/peers.md).",
         ]
+        if reasons:
+            notes.append(
+                "A status 'not run: <reason>' without a record is the documented reason that "
+                "point was never started (experiments/peers/not_run.yaml), not a result."
+            )
         if not done:
             notes.append(
                 f"{NOT_RUN}: no complete record of experiment {experiment} at {scale} scale "
