@@ -156,6 +156,68 @@ def test_bad_skip_completed_value_is_refused(tmp_path: Path) -> None:
         train(cfg)
 
 
+def test_a_run_directory_in_use_by_a_live_process_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes in one directory (two sweeps launched in the same second) would mix their
+    records: the later one stops before writing anything; a dead process's directory is reused."""
+    import platform
+    import sys
+
+    from dpshare.errors import UserInputError
+    from dpshare.train import train
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = {"status": "running", "pid": other.pid, "host": platform.node(),
+                "started_at": "2026-12-07T23:12:05+0000"}  # fmt: skip
+        text = json.dumps(busy)
+        (run_dir / records.RUN_FILE).write_text(text, encoding="utf-8")
+        (run_dir / records.METRICS_FILE).write_text("{}", encoding="utf-8")  # the other's
+        cfg = compose_config(FAST, run_dir)
+        with pytest.raises(UserInputError, match=f"is in use: .* process {other.pid} on this"):
+            train(cfg)
+        assert (run_dir / records.RUN_FILE).read_text(encoding="utf-8") == text
+        assert (run_dir / records.METRICS_FILE).is_file()
+        assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json", "run.json"]
+        # one rank of a multi-device run shares the directory by design
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        from dpshare import train as train_module
+
+        train_module._refuse_a_run_dir_in_use(run_dir)
+    finally:
+        other.kill()
+        other.wait()
+    monkeypatch.delenv("LOCAL_RANK")
+    # the process is gone (stopped from outside): running here again is what is wanted
+    metrics = train(cfg)
+    assert metrics and records.read_json(run_dir / records.RUN_FILE)["status"] == "complete"
+
+
+def test_directory_stamps_have_microseconds_so_same_second_launches_differ() -> None:
+    """Two sweeps started in the same second got one directory before (their records mixed)."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    from dpshare.config import register_configs
+    from dpshare.train import CONF_DIR
+
+    register_configs()
+    stamp = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-\d{6}"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment_name=x"], return_hydra_config=True)
+    sweep = OmegaConf.select(cfg, "hydra.sweep.dir")
+    run = OmegaConf.select(cfg, "hydra.run.dir")
+    assert re.search(rf"/multiruns/x/{stamp}$", sweep), sweep
+    assert re.search(rf"/runs/x/{stamp}_", run), run
+    assert re.fullmatch(stamp, records.run_stamp())
+
+
 def test_record_writes_are_atomic_and_readable_by_the_team(tmp_path: Path) -> None:
     path = tmp_path / records.METRICS_FILE
     records.write_json(path, {"utility/x": 1.0})

@@ -19,7 +19,6 @@ without retraining and without reading any real record (the saved generator arti
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from omegaconf import DictConfig
 from dpshare.artifact import load_run
 from dpshare.config import register_configs
 from dpshare.models.base import SyntheticDataMethod
+from dpshare.reporting import records
 from dpshare.train import CONF_DIR, train_method
 
 __all__ = ["FittedRun", "compose_config", "fit", "load"]
@@ -48,7 +48,7 @@ def compose_config(
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         if run_dir is None:
             probe = compose("config", overrides=[*overrides, "run_dir=unused"])
-            stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+            stamp = records.run_stamp()
             name = f"{stamp}_{probe.dataset.name}_{probe.method.name}_{probe.privacy.name}"
             run_dir = Path(probe.output_root) / "runs" / probe.experiment_name / name
         return compose("config", overrides=[*overrides, f"run_dir={run_dir}"])

@@ -208,8 +208,9 @@ class EpochCheckpoint(pl.Callback):
         if self.every_n_epochs <= 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        trainer.save_checkpoint(tmp)  # every rank calls it (collective); rank 0 writes the file
+        if trainer.is_global_zero:  # under DDP the other ranks have no file to move
+            os.replace(tmp, self.path)
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

@@ -110,7 +110,7 @@ def main_job(
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         probe = compose("config", overrides=[f"experiment={MAIN_EXPERIMENT}", *overrides])
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+        stamp = records.run_stamp()
         run_dir = output_root / "runs" / probe.experiment_name / f"{stamp}_{probe.scale.name}"
         cfg = compose(
             "config",

@@ -71,10 +71,52 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     a point whose complete record already exists (same resolved-config hash, in this run
     directory or named by ``<output_root>/index/``) is not recomputed: its record is copied
     here (:mod:`dpshare.reporting.index`)."""
+    _refuse_a_run_dir_in_use(Path(cfg.run_dir))
     reused = _reuse_complete(cfg)
     if reused is not None:
         return reused
     return train_method(cfg)[0]
+
+
+def _refuse_a_run_dir_in_use(run_dir: Path) -> None:
+    """Refuse a run directory whose ``run.json`` says a live process on this host is still
+    running there: two processes writing one directory (two sweeps launched in the same second,
+    before the stamps had microseconds, or a hand-set ``hydra.run.dir``) mix their records, and
+    the later one would delete the other's ``metrics.json``. Raised before anything is written."""
+    if _one_of_several_processes():
+        return  # the ranks of one multi-device run share its directory by design
+    path = run_dir / records.RUN_FILE
+    try:
+        run = records.read_json(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return  # an unreadable run.json is a stale one: the run below rewrites it
+    if not isinstance(run, dict) or run.get("status") != "running":
+        return
+    pid = run.get("pid")
+    if pid == os.getpid() or run.get("host") != platform.node() or not isinstance(pid, int):
+        return  # this process (a resumed or repeated call), or a record from elsewhere
+    if records.process_gone(run):
+        return  # a run stopped from outside: resuming or rerunning here is what is wanted
+    raise UserInputError(
+        f"run directory {run_dir} is in use: its run.json says process {pid} on this host has "
+        f"been running there since {run.get('started_at')}; give this run its own directory "
+        "(hydra.run.dir=..., or run_dir=... outside Hydra), or wait for that run to end"
+    )
+
+
+def _one_of_several_processes() -> bool:
+    """Whether this process is one rank of a multi-process run (Lightning's DDP children,
+    torchrun, SLURM tasks), from the environment those launchers set."""
+    env = os.environ
+    if "LOCAL_RANK" in env or "RANK" in env:
+        return True
+    for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+        try:
+            if int(env.get(key) or 1) > 1:
+                return True
+        except ValueError:
+            return True  # an unreadable count: assume several, never refuse a rank
+    return False
 
 
 def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
@@ -115,6 +157,7 @@ def train_method(
     :func:`dpshare.api.fit` is the friendlier entry point)."""
     _quiet_libraries()
     run_dir = records.prepare_run_dir(cfg.run_dir)  # a clear error if it cannot be written
+    _refuse_a_run_dir_in_use(run_dir)
     hydra_cfg = run_dir / ".hydra" / "config.yaml"
     try:
         text: str | None = OmegaConf.to_yaml(cfg, resolve=True)

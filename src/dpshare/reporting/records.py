@@ -20,6 +20,7 @@ crash never leaves a half-written record behind.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -173,6 +174,13 @@ def git_commit(cwd: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_stamp() -> str:
+    """The time stamp that starts a run or sweep directory's name, to the microsecond (as
+    ``conf/config.yaml``'s ``${now:...}``): two runs started in the same second never share a
+    directory."""
+    return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
 
 def process_gone(run: Mapping[str, Any]) -> bool:
