@@ -71,7 +71,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     a point whose complete record already exists (same resolved-config hash, in this run
     directory or named by ``<output_root>/index/``) is not recomputed: its record is copied
     here (:mod:`dpshare.reporting.index`)."""
-    _refuse_a_run_dir_in_use(Path(cfg.run_dir))
     reused = _reuse_complete(cfg)
     if reused is not None:
         return reused
@@ -142,6 +141,7 @@ def _reuse_complete(cfg: DictConfig) -> dict[str, Any] | None:
     log.info(
         "complete record of this config (hash %s) at %s: reused, not recomputed", digest, source
     )
+    _refuse_a_run_dir_in_use(Path(cfg.run_dir))  # (train_method checks the path that trains)
     metrics = index.reuse_record(source, Path(cfg.run_dir), digest)
     hydra_cfg = Path(cfg.run_dir) / ".hydra" / "config.yaml"
     if not hydra_cfg.exists():  # reused outside a Hydra app: the record's config, as train writes
